@@ -84,7 +84,10 @@ def make_engine(database_url: str, **kwargs: Any) -> Engine:
 
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    connect_args = {
+        "check_same_thread": False,
+        "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+    }
     engine = create_engine(database_url, connect_args=connect_args, **kwargs)
     event.listen(engine, "connect", _tune_sqlite_connection)
     return engine

@@ -25,12 +25,12 @@ import os
 import shutil
 import subprocess
 import tempfile
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+
+import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +117,11 @@ def _sha256(path: Path) -> str:
 
 
 def _is_valid(path: Path, jar: PinnedJar) -> bool:
-    return path.is_file() and path.stat().st_size == jar.size and _sha256(path) == jar.sha256
+    return (
+        path.is_file()
+        and path.stat().st_size == jar.size
+        and _sha256(path) == jar.sha256
+    )
 
 
 def _install(source: Path, jar: PinnedJar, folder: Path) -> bool:
@@ -220,11 +224,16 @@ def _download(url: str, jar: PinnedJar, folder: Path) -> None:
     for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
         tmp = folder / f".{jar.file_name}.download"
         try:
-            request = urllib.request.Request(url, headers={"User-Agent": "recipe-pipeline"})
-            with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:  # noqa: S310 - scheme checked above
-                with tmp.open("wb") as out:
-                    shutil.copyfileobj(response, out, length=1 << 20)
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
+            with (
+                httpx.stream(
+                    "GET", url, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True
+                ) as response,
+                tmp.open("wb") as out,
+            ):
+                response.raise_for_status()
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+        except (httpx.HTTPError, OSError) as exc:
             last_error = str(exc)
             logger.warning(
                 "download of %s failed (attempt %s of %s): %s",
@@ -273,8 +282,13 @@ def _fill_with_maven(lock: KafkaLock, folder: Path, report: Progress) -> None:
         out = Path(tmp, "jars")
         try:
             result = subprocess.run(
-                [mvn, "-q", "-B", "dependency:copy-dependencies",
-                 f"-DoutputDirectory={out}"],
+                [
+                    mvn,
+                    "-q",
+                    "-B",
+                    "dependency:copy-dependencies",
+                    f"-DoutputDirectory={out}",
+                ],
                 cwd=tmp,
                 capture_output=True,
                 text=True,

@@ -1,0 +1,1 @@
+"""The ``recipe-pipeline`` command line: one entry point for every component."""
