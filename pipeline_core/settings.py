@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -28,6 +28,8 @@ _EXAMPLES = {
     "backend_url": "http://127.0.0.1:8000",
     "api_token": "a random string of 16 or more characters",
     "discord_token": "the bot token from Discord's developer portal",
+    "favorites_topic_partitions": "3",
+    "publish_timeout_seconds": "5",
 }
 
 
@@ -54,6 +56,10 @@ class Settings(BaseSettings):
     backend_url: str = "http://127.0.0.1:8000"
     api_token: SecretStr | None = None
     discord_token: SecretStr | None = None
+    #: Partitions of the favourites topic (and its dead-letter topic) when created.
+    favorites_topic_partitions: int = Field(default=3, ge=1, le=1000)
+    #: How long the backend waits for the broker to acknowledge one publish.
+    publish_timeout_seconds: float = Field(default=5.0, gt=0, le=120)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
