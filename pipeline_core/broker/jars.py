@@ -18,6 +18,7 @@ that does not match is deleted and reported, never run.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -161,9 +162,23 @@ def ensure_kafka_jars(
     lock = lock or load_lock()
     folder = jars_folder(lock)
     folder.mkdir(parents=True, exist_ok=True)
-    total = len(lock.jars)
     report = progress or (lambda _done, _total, _name: None)
 
+    verified_marker = folder / ".verified"
+    if verified_marker.is_file() and not _missing(lock, folder):
+        return [folder / jar.file_name for jar in lock.jars]
+
+    # One process fills the cache at a time; the others wait, then find it full.
+    with (folder.parent / ".lock").open("w") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            return _fill(lock, folder, report)
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+def _fill(lock: KafkaLock, folder: Path, report: Progress) -> list[Path]:
+    total = len(lock.jars)
     verified_marker = folder / ".verified"
     if verified_marker.is_file() and not _missing(lock, folder):
         return [folder / jar.file_name for jar in lock.jars]
