@@ -1,0 +1,333 @@
+"""The storing consumer's loop: poll a batch, dead-letter, apply, commit.
+
+One batch at a time, in this order:
+
+1. ``getmany`` returns up to ``max_records`` records of the partitions this member
+   owns;
+2. each record is decoded; the ones that do not decode are produced to
+   ``<topic>.dlq`` with :data:`DLQ_HEADERS` and the producer's acknowledgement is
+   awaited;
+3. the decoded events are applied in one database transaction, in a worker thread
+   (:class:`consumer.store.FavoriteStore`);
+4. the offsets after the batch are committed, only for partitions still assigned.
+
+A crash between 3 and 4 redelivers the batch; its events are then found in the
+applied-event table and counted as duplicates, so the effect stays exactly once.
+A crash between 2 and 4 may dead-letter a bad record twice (the dead-letter topic is
+at-least-once). On revocation the rebalance listener waits for the batch in flight,
+which commits before the partitions go; a commit the group refuses because it moved
+on is logged, and the records it covered come back to the new owner as duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from consumer.metrics import ConsumerMetrics
+from consumer.store import BatchResult, FavoriteStore, StoredRecord
+from pipeline_core.events import EventDecodeError, decode_event
+
+logger = logging.getLogger(__name__)
+
+#: Headers a dead letter carries besides the original record's own headers.
+DLQ_SOURCE_TOPIC = "dlq-source-topic"
+DLQ_SOURCE_PARTITION = "dlq-source-partition"
+DLQ_SOURCE_OFFSET = "dlq-source-offset"
+DLQ_ERROR = "dlq-error"
+DLQ_HEADERS = (DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET, DLQ_ERROR)
+
+#: Bounds on waiting for the broker.
+START_TIMEOUT_S = 30.0
+COMMIT_TIMEOUT_S = 15.0
+DLQ_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+PRUNE_INTERVAL_S = 3600.0
+
+
+class ConsumerError(RuntimeError):
+    """The consumer could not start or had to stop; the message says why."""
+
+
+@dataclass
+class ConsumerOptions:
+    """Where the consumer reads and how much at a time."""
+
+    bootstrap: str
+    topic: str
+    group: str
+    max_records: int = 2000
+    poll_timeout_ms: int = 500
+    client_id: str = "recipe-pipeline-consumer"
+    extra_consumer_config: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def dead_letter_topic(self) -> str:
+        """``<topic>.dlq``."""
+        return f"{self.topic}.dlq"
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, batch_lock: asyncio.Lock) -> None:
+        self._batch_lock = batch_lock
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        # The batch in flight commits its own offsets; wait for it before they go.
+        async with self._batch_lock:
+            logger.info(
+                "partitions revoked: %s", sorted(tp.partition for tp in revoked)
+            )
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        logger.info("partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+
+class StoringConsumer:
+    """Reads the favourites topic and stores every event once in effect."""
+
+    def __init__(
+        self,
+        options: ConsumerOptions,
+        store: FavoriteStore,
+        metrics: ConsumerMetrics,
+    ) -> None:
+        self._options = options
+        self._store = store
+        self._metrics = metrics
+        self._batch_lock = asyncio.Lock()
+        self._last_prune = 0.0
+
+    async def run(
+        self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+    ) -> None:
+        """Consume until ``stop`` is set, then leave the group.
+
+        ``on_ready`` is called once, after the first poll returned (the member has
+        joined its group and the broker answers).
+
+        Raises:
+            ConsumerError: the broker could not be reached at start.
+            consumer.store.DatabaseUnavailable: the database stayed unavailable
+                through every retry; the batch's offsets were not committed.
+        """
+        opts = self._options
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=opts.bootstrap,
+            group_id=opts.group,
+            client_id=opts.client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **dict(opts.extra_consumer_config),
+        )
+        consumer.subscribe([opts.topic], listener=_Revocations(self._batch_lock))
+        producer = AIOKafkaProducer(
+            bootstrap_servers=opts.bootstrap, client_id=opts.client_id, acks="all"
+        )
+        try:
+            await self._start(consumer, producer)
+            await self._loop(consumer, producer, stop, on_ready)
+        finally:
+            await _stop_quietly(consumer, "consumer (leaving the group)")
+            await _stop_quietly(producer, "dead-letter producer")
+
+    async def _start(self, consumer: Any, producer: Any) -> None:
+        opts = self._options
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                await producer.start()
+                await consumer.start()
+        except (TimeoutError, KafkaError) as exc:
+            raise ConsumerError(
+                f"could not connect to Kafka at {opts.bootstrap} within "
+                f"{START_TIMEOUT_S:g} s ({exc or type(exc).__name__}); check "
+                "KAFKA_BOOTSTRAP_SERVERS and that the broker runs"
+            ) from exc
+        logger.info(
+            "consumer started: group %s, topic %s, dead letters to %s",
+            opts.group,
+            opts.topic,
+            opts.dead_letter_topic,
+        )
+
+    async def _loop(
+        self,
+        consumer: Any,
+        producer: Any,
+        stop: asyncio.Event,
+        on_ready: Callable[[], None] | None,
+    ) -> None:
+        opts = self._options
+        ready = False
+        while not stop.is_set():
+            batch = await consumer.getmany(
+                timeout_ms=opts.poll_timeout_ms, max_records=opts.max_records
+            )
+            if not ready:
+                ready = True
+                if on_ready is not None:
+                    on_ready()
+            if batch:
+                await self._handle(consumer, producer, batch)
+            await self._maybe_prune()
+
+    async def _handle(
+        self, consumer: Any, producer: Any, batch: Mapping[Any, Sequence[Any]]
+    ) -> None:
+        started = time.perf_counter()
+        async with self._batch_lock:
+            good, bad = _decode(batch)
+            await self._dead_letter(producer, bad)
+            result = await asyncio.to_thread(self._store.apply_batch, good)
+            committed = await self._commit(consumer, batch)
+
+        self._metrics.applied.inc(result.applied)
+        self._metrics.duplicates.inc(result.duplicates)
+        self._metrics.dead_lettered.inc(len(bad))
+        self._metrics.batch_seconds.observe(time.perf_counter() - started)
+        _log_batch(batch, result, len(bad), committed)
+        if logger.isEnabledFor(logging.DEBUG):
+            for record in good:
+                logger.debug(
+                    "event %s trace %s from partition %d offset %d: %s",
+                    record.event.event_id,
+                    record.event.trace_id,
+                    record.partition,
+                    record.offset,
+                    record.event.type.value,
+                )
+
+    async def _dead_letter(self, producer: Any, bad: Sequence[tuple[Any, str]]) -> None:
+        if not bad:
+            return
+        topic = self._options.dead_letter_topic
+        futures = []
+        for record, error in bad:
+            headers = [*(record.headers or ()), *_dlq_headers(record, error)]
+            futures.append(
+                await producer.send(
+                    topic, value=record.value, key=record.key, headers=headers
+                )
+            )
+        try:
+            async with asyncio.timeout(DLQ_TIMEOUT_S):
+                await asyncio.gather(*futures)
+        except (TimeoutError, KafkaError) as exc:
+            raise ConsumerError(
+                f"the broker did not acknowledge {len(bad)} dead letter(s) to {topic} "
+                f"({exc or type(exc).__name__}); offsets were not committed, so the "
+                "records will be read again on restart"
+            ) from exc
+        for record, error in bad:
+            logger.warning(
+                "dead-lettered record from %s partition %d offset %d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                error,
+            )
+
+    async def _commit(
+        self, consumer: Any, batch: Mapping[Any, Sequence[Any]]
+    ) -> dict[Any, int]:
+        owned = consumer.assignment()
+        offsets = {
+            tp: records[-1].offset + 1 for tp, records in batch.items() if records
+        }
+        lost = [tp.partition for tp in offsets if tp not in owned]
+        offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+        if lost:
+            logger.info(
+                "not committing partitions %s: no longer assigned; the new owner "
+                "absorbs the redelivered records",
+                sorted(lost),
+            )
+        if not offsets:
+            return {}
+        try:
+            async with asyncio.timeout(COMMIT_TIMEOUT_S):
+                await consumer.commit(offsets)
+        except (CommitFailedError, TimeoutError, KafkaError) as exc:
+            logger.warning(
+                "offset commit failed (%s); the applied records will be redelivered "
+                "and counted as duplicates",
+                exc or type(exc).__name__,
+            )
+            return {}
+        for tp, offset in offsets.items():
+            self._metrics.committed_offset.labels(tp.topic, str(tp.partition)).set(
+                offset
+            )
+        return offsets
+
+    async def _maybe_prune(self) -> None:
+        now = time.monotonic()
+        if self._last_prune and now - self._last_prune < PRUNE_INTERVAL_S:
+            return
+        self._last_prune = now
+        pruned = await asyncio.to_thread(self._store.prune)
+        if pruned:
+            logger.info("pruned %d applied-event ids past their retention", pruned)
+
+
+def _decode(
+    batch: Mapping[Any, Sequence[Any]],
+) -> tuple[list[StoredRecord], list[tuple[Any, str]]]:
+    good: list[StoredRecord] = []
+    bad: list[tuple[Any, str]] = []
+    for records in batch.values():
+        for record in records:
+            try:
+                event = decode_event(record.value)
+            except EventDecodeError as exc:
+                bad.append((record, str(exc)))
+                continue
+            good.append(
+                StoredRecord(record.topic, record.partition, record.offset, event)
+            )
+    return good, bad
+
+
+def _dlq_headers(record: Any, error: str) -> list[tuple[str, bytes]]:
+    return [
+        (DLQ_SOURCE_TOPIC, record.topic.encode("utf-8")),
+        (DLQ_SOURCE_PARTITION, str(record.partition).encode("ascii")),
+        (DLQ_SOURCE_OFFSET, str(record.offset).encode("ascii")),
+        (DLQ_ERROR, error.encode("utf-8")[:1000]),
+    ]
+
+
+def _log_batch(
+    batch: Mapping[Any, Sequence[Any]],
+    result: BatchResult,
+    dead_lettered: int,
+    committed: Mapping[Any, int],
+) -> None:
+    ranges = ", ".join(
+        f"{tp.partition}:{records[0].offset}-{records[-1].offset}"
+        for tp, records in sorted(batch.items(), key=lambda item: item[0].partition)
+        if records
+    )
+    logger.info(
+        "batch stored: partitions %s; applied %d, duplicates %d, dead-lettered %d; "
+        "committed %d partition(s)",
+        ranges,
+        result.applied,
+        result.duplicates,
+        dead_lettered,
+        len(committed),
+    )
+
+
+async def _stop_quietly(client: Any, what: str) -> None:
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await client.stop()
+    except (TimeoutError, KafkaError):
+        logger.warning("stopping the %s did not finish cleanly", what, exc_info=True)
