@@ -271,6 +271,11 @@ class EmbeddedBroker:
         if self.running:
             raise BrokerError("the embedded broker is already running (start twice?)")
 
+        if self._port and self._controller_port == 0 and not _port_free(self._port):
+            raise BrokerError(
+                f"port {self._port} on 127.0.0.1 is already in use; choose another"
+                " port, or 0 for a free one"
+            )
         await asyncio.to_thread(self._prepare)
         fixed_ports = self._port != 0 and self._controller_port != 0
         attempts = 1 if fixed_ports or self._port != 0 else PORT_ATTEMPTS
@@ -477,6 +482,15 @@ def _kafka_cluster_id() -> str:
     """A cluster id as Kafka makes them: a UUID in URL-safe base64, no padding."""
     raw = uuid.uuid4().bytes
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 async def _port_open(port: int) -> bool:
