@@ -18,6 +18,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
@@ -29,6 +30,9 @@ from pipeline_core.stack.process import (
     environment_for,
 )
 from pipeline_core.stack.topics import ensure_topics
+
+if TYPE_CHECKING:
+    from pipeline_core.broker.embedded import EmbeddedBroker
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +60,8 @@ class StackConfig:
         bootstrap: an existing Kafka to use; ``None`` starts the embedded broker.
         partitions: partitions of the topics the stack creates.
         broker_timeout: seconds for the broker to start (a first jar fetch included).
-        component_timeout: seconds for each other step to finish.
+        topic_timeout: seconds for the topics to be created or checked.
+        component_timeout: seconds for each child to write its ready file.
         stop_timeout: seconds a child gets after SIGTERM before SIGKILL.
         base_env: the environment the children inherit (default: this process's).
     """
@@ -69,6 +74,7 @@ class StackConfig:
     bootstrap: str | None = None
     partitions: int = 3
     broker_timeout: float = 600.0
+    topic_timeout: float = 30.0
     component_timeout: float = 60.0
     stop_timeout: float = 10.0
     base_env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
@@ -122,6 +128,8 @@ class Stack:
         self._on_component_state = on_component_state
         self._exit_stack: AsyncExitStack | None = None
         self._kafka_bootstrap: str | None = None
+        #: the embedded broker while it runs (``None`` with an existing Kafka)
+        self.broker: EmbeddedBroker | None = None
         self.components: dict[str, ComponentProcess] = {}
 
     @property
@@ -217,7 +225,7 @@ class Stack:
                 self.kafka_bootstrap,
                 [self.config.topic, self.config.dead_letter_topic],
                 partitions=self.config.partitions,
-                timeout=self.config.component_timeout,
+                timeout=self.config.topic_timeout,
             )
         except RuntimeError as exc:
             raise StackError(f"topics: {exc}") from exc
@@ -245,6 +253,8 @@ class Stack:
             await exit_stack.enter_async_context(broker)
         except Exception as exc:
             raise StackError(f"embedded broker: {exc}") from exc
+        self.broker = broker
+        exit_stack.callback(self._forget_broker)
         self._kafka_bootstrap = str(broker.bootstrap_servers)
         logger.info("embedded broker running at %s", self._kafka_bootstrap)
 
@@ -269,6 +279,10 @@ class Stack:
             await component.start(self.config.component_timeout)
         except ComponentError as exc:
             raise StackError(str(exc)) from exc
+
+    def _forget_broker(self) -> None:
+        self.broker = None
+        self._kafka_bootstrap = None
 
     def _progress(self, step: str) -> None:
         logger.info("stack: %s", step)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 logger = logging.getLogger(__name__)
+
+#: How often the topic metadata is read while new topics settle.
+METADATA_POLL_S = 0.1
 
 
 class TopicSetupError(RuntimeError):
@@ -23,6 +27,8 @@ async def ensure_topics(
     """Create the topics in ``names`` that do not exist yet (replication factor 1).
 
     Topics that already exist are kept as they are, whatever their partition count.
+    Returns once the broker's metadata shows every topic with its partitions, so a
+    producer started next finds them.
 
     Args:
         bootstrap: the Kafka bootstrap servers.
@@ -54,6 +60,7 @@ async def ensure_topics(
                             f" (error code {code}); check the broker's log"
                         )
                 logger.info("created topics %s with %d partitions", missing, partitions)
+            await _until_described(admin, names)
     except TimeoutError:
         raise TopicSetupError(
             f"Kafka at {bootstrap} did not answer within {timeout:g} s while the"
@@ -65,3 +72,12 @@ async def ensure_topics(
         ) from exc
     finally:
         await admin.close()
+
+
+async def _until_described(admin: Any, names: Sequence[str]) -> None:
+    """Wait until every topic in ``names`` has partitions in the metadata."""
+    while True:
+        described = await admin.describe_topics(list(names))
+        if all(entry["error_code"] == 0 and entry["partitions"] for entry in described):
+            return
+        await asyncio.sleep(METADATA_POLL_S)
