@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from pipeline_core.broker.embedded import DEFAULT_HEAP_MB, BrokerError, EmbeddedBroker
-from pipeline_core.broker.jars import KafkaJarsError
+from pipeline_core.broker.jars import KafkaJarsError, ensure_kafka_jars, load_lock
 from pipeline_core.commands import CommandFailed, write_ready_file
 
 
@@ -34,6 +34,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ready-file", type=Path, help="write a JSON object here once it answers"
     )
+    parser.add_argument(
+        "--fetch-only",
+        action="store_true",
+        help="only fetch and verify the Kafka jars into the cache, then exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,7 +47,28 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(f"--port {args.port} is not a TCP port (0 to 65535)")
     if args.heap_mb < 128:
         raise CommandFailed(f"--heap-mb {args.heap_mb} is too small; give 128 or more")
+    if args.fetch_only:
+        return _fetch_jars()
     return asyncio.run(_serve(args))
+
+
+def _fetch_jars() -> int:
+    lock = load_lock()
+    total_mb = lock.total_bytes / 1e6
+    print(  # noqa: T201
+        f"Apache Kafka {lock.kafka_version}: {len(lock.jars)} jars, {total_mb:.0f} MB",
+        file=sys.stderr,
+    )
+
+    def show(done: int, total: int, name: str) -> None:
+        print(f"  [{done:>2}/{total}] {name}", file=sys.stderr, flush=True)  # noqa: T201
+
+    try:
+        paths = ensure_kafka_jars(lock, progress=show)
+    except KafkaJarsError as exc:
+        raise CommandFailed(str(exc)) from None
+    print(paths[0].parent)  # noqa: T201
+    return 0
 
 
 async def _serve(args: argparse.Namespace) -> int:
