@@ -1,0 +1,1 @@
+"""The bot's extensions, each loaded in ``RecipeBot.setup_hook``."""
