@@ -48,6 +48,7 @@ class ComponentState(StrEnum):
     NEW = "new"
     STARTING = "starting"
     RUNNING = "running"
+    PAUSED = "paused"
     STOPPED = "stopped"
     FAILED = "failed"
     KILLED = "killed"
@@ -185,6 +186,7 @@ class ComponentProcess:
             logger.info("stopping component %s, pid %s", self.name, popen.pid)
             with contextlib.suppress(ProcessLookupError):
                 popen.send_signal(signal.SIGTERM)
+                popen.send_signal(signal.SIGCONT)
             if not await self._wait_exit(timeout):
                 logger.warning(
                     "component %s did not stop within %.1f s; killing pid %s",
@@ -196,7 +198,11 @@ class ComponentProcess:
                     popen.kill()
                 await self._wait_exit(timeout)
         self._reap()
-        if self.state in {ComponentState.STARTING, ComponentState.RUNNING}:
+        if self.state in {
+            ComponentState.STARTING,
+            ComponentState.RUNNING,
+            ComponentState.PAUSED,
+        }:
             self._set_state(ComponentState.STOPPED)
 
     async def kill(self, timeout: float = 5.0) -> None:
@@ -219,6 +225,35 @@ class ComponentProcess:
         self._reap()
         self._set_state(ComponentState.KILLED)
 
+    def pause(self) -> None:
+        """Freeze the child with SIGSTOP (it keeps its connections but does nothing).
+
+        A paused Kafka consumer stops heartbeating, so its group rebalances it away
+        after the session timeout; :meth:`resume` lets it rejoin.
+
+        Raises:
+            ComponentError: the child is not running.
+        """
+        popen = self._popen
+        if self.state is not ComponentState.RUNNING or popen is None:
+            raise ComponentError(f"{self.name} is not running; nothing to pause")
+        popen.send_signal(signal.SIGSTOP)
+        logger.info("paused component %s, pid %s (SIGSTOP)", self.name, popen.pid)
+        self._set_state(ComponentState.PAUSED)
+
+    def resume(self) -> None:
+        """Let a paused child run again (SIGCONT).
+
+        Raises:
+            ComponentError: the child is not paused.
+        """
+        popen = self._popen
+        if self.state is not ComponentState.PAUSED or popen is None:
+            raise ComponentError(f"{self.name} is not paused; nothing to resume")
+        popen.send_signal(signal.SIGCONT)
+        logger.info("resumed component %s, pid %s (SIGCONT)", self.name, popen.pid)
+        self._set_state(ComponentState.RUNNING)
+
     async def restart(self, timeout: float) -> dict[str, Any]:
         """Stop the child if it runs, then start it again and wait until it is ready.
 
@@ -231,7 +266,8 @@ class ComponentProcess:
 
     def check(self) -> ComponentState:
         """Notice a child that exited on its own; returns the current state."""
-        if self.state is ComponentState.RUNNING and not self.is_alive:
+        alive_states = {ComponentState.RUNNING, ComponentState.PAUSED}
+        if self.state in alive_states and not self.is_alive:
             self._reap()
             logger.error(
                 "component %s exited unexpectedly with code %s",

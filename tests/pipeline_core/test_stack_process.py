@@ -266,3 +266,30 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+async def test_pause_freezes_the_child_and_resume_thaws_it(
+    running_child: ComponentProcess,
+) -> None:
+    """pause() stops the process (SIGSTOP); resume() lets it run again."""
+    process = psutil.Process(running_child.pid)
+
+    running_child.pause()
+    await wait_for(lambda: process.status() == psutil.STATUS_STOPPED)
+    assert running_child.state is ComponentState.PAUSED
+
+    running_child.resume()
+    await wait_for(lambda: process.status() != psutil.STATUS_STOPPED)
+    assert running_child.state is ComponentState.RUNNING
+
+
+async def test_stop_ends_a_paused_child_cleanly(
+    running_child: ComponentProcess,
+) -> None:
+    """A paused child still stops on SIGTERM, with exit code 0."""
+    running_child.pause()
+
+    await running_child.stop(timeout=10)
+
+    assert running_child.exit_code == 0
+    assert running_child.state is ComponentState.STOPPED
