@@ -17,10 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
+
+import httpx
 
 from pipeline_core.broker.embedded import BrokerError, EmbeddedBroker
 from pipeline_core.broker.jars import KafkaJarsError
@@ -56,21 +60,31 @@ class BrokerLease:
 
 
 def docker_answers() -> tuple[bool, str]:
-    """Ask the local Docker engine for a ping; return (answered, why not)."""
+    """Ping the Docker engine ``DOCKER_HOST`` names (default: the local socket).
+
+    Returns:
+        ``(True, "")`` when it answered ``/_ping``, else ``(False, why not)``.
+    """
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     try:
-        import docker  # type: ignore[import-untyped]
-        from docker.errors import DockerException  # type: ignore[import-untyped]
-    except ImportError:
-        return False, "the docker package is not installed"
-    try:
-        client = docker.from_env(timeout=DOCKER_PING_TIMEOUT_S)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except (DockerException, OSError) as exc:
-        return False, f"no Docker engine answered ({type(exc).__name__})"
-    return True, ""
+        if host.startswith("unix://"):
+            path = host.removeprefix("unix://")
+            if not Path(path).exists():
+                return False, f"no Docker socket at {path}"
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(DOCKER_PING_TIMEOUT_S)
+                sock.connect(path)
+                sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+                answer = sock.recv(64)
+            answered = answer.startswith(b"HTTP/") and b" 200 " in answer
+        elif host.startswith("tcp://"):
+            url = "http://" + host.removeprefix("tcp://").rstrip("/") + "/_ping"
+            answered = httpx.get(url, timeout=DOCKER_PING_TIMEOUT_S).status_code == 200
+        else:
+            return False, f"DOCKER_HOST={host!r} is not a unix:// or tcp:// address"
+    except (OSError, httpx.HTTPError) as exc:
+        return False, f"no Docker engine answered at {host} ({type(exc).__name__})"
+    return (True, "") if answered else (False, f"the engine at {host} did not answer")
 
 
 @contextmanager
