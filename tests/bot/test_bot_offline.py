@@ -7,12 +7,14 @@ answers slowly or with errors. The full pipeline is in ``test_bot_pipeline.py``.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from typing import Any
 
 from fastapi import FastAPI, Response
 
 from bot import replies
-from tests.bot.conftest import bot_on_gateway, serve
+from tests.bot.conftest import API_TOKEN, bot_on_gateway, serve
 
 USER = 123456789012345678
 
@@ -261,3 +263,48 @@ async def test_trace_id_is_derived_from_the_interaction_id() -> None:
         )
 
     assert traces == [f"discord-{exchange.event_id}"] * 2
+
+
+def _discord_cli(backend_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {"BACKEND_URL": backend_url, "API_TOKEN": API_TOKEN, "PATH": "/usr/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "recipe_pipeline", "--log-level", "WARNING", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+
+def test_discord_cli_exits_non_zero_when_backend_is_down(closed_port: int) -> None:
+    """With the backend down the CLI prints the friendly error and exits 1."""
+    result = _discord_cli(
+        f"http://127.0.0.1:{closed_port}",
+        "discord",
+        "/favorite add recipe:1",
+        "--user-id",
+        "42",
+        "--user-name",
+        "Ada",
+    )
+
+    assert result.returncode == 1
+    assert "not reachable" in result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_discord_cli_refused_slash_input_exits_non_zero(closed_port: int) -> None:
+    """A slash command Discord's client would refuse: one line on stderr, exit 1."""
+    result = _discord_cli(
+        f"http://127.0.0.1:{closed_port}",
+        "discord",
+        "/favorite add",
+        "--user-id",
+        "42",
+        "--user-name",
+        "Ada",
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("option recipe is required")
