@@ -7,6 +7,7 @@ route runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 TRACE_HEADER = b"x-trace-id"
 #: Largest request body the API reads; larger bodies answer 413 unparsed.
 MAX_BODY_BYTES = 16 * 1024
+#: How much of a refused body is read and dropped before answering 413.
+DRAIN_LIMIT_BYTES = 2 * 1024 * 1024
+#: How long draining a refused body may take.
+DRAIN_TIMEOUT_S = 5.0
 
 
 async def send_json(
@@ -48,10 +53,13 @@ async def send_json(
 class BodyLimitMiddleware:
     """Answer ``413`` for request bodies over ``max_body_bytes``, before parsing.
 
-    A ``Content-Length`` over the limit is refused without reading the body. A body
-    without one (chunked) is read up to one byte past the limit and refused then.
-    Bodies within the limit are buffered (at most ``max_body_bytes``) and handed to
-    the app unchanged.
+    A body with a ``Content-Length`` over the limit, or a chunked one that grows past
+    it, is refused without being parsed. Before answering, the rest of the body is
+    read and discarded up to :data:`DRAIN_LIMIT_BYTES` (and for at most
+    :data:`DRAIN_TIMEOUT_S`), so that clients which send the whole body before
+    reading the answer (most do) get the ``413`` rather than a reset connection;
+    past that bound the connection is closed on them. Bodies within the limit are
+    buffered (at most ``max_body_bytes``) and handed to the app unchanged.
     """
 
     def __init__(self, app: ASGIApp, max_body_bytes: int = MAX_BODY_BYTES) -> None:
@@ -67,6 +75,8 @@ class BodyLimitMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
+            if declared <= DRAIN_LIMIT_BYTES:
+                await _drain(receive, 0)
             await self._refuse(scope, send)
             return
 
@@ -80,6 +90,8 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
+                if message.get("more_body", False):
+                    await _drain(receive, size)
                 await self._refuse(scope, send)
                 return
             chunks.append(chunk)
@@ -100,6 +112,22 @@ class BodyLimitMiddleware:
             {"detail": f"the request body is larger than {self.max_body_bytes} bytes"},
             [(b"connection", b"close")],
         )
+
+
+async def _drain(receive: Receive, already: int) -> None:
+    """Read and drop the rest of a refused body, within the drain bounds."""
+    drained = already
+    try:
+        async with asyncio.timeout(DRAIN_TIMEOUT_S):
+            while drained <= DRAIN_LIMIT_BYTES:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                drained += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    return
+    except TimeoutError:
+        logger.info("refused body not drained within %ss", DRAIN_TIMEOUT_S)
 
 
 def _content_length(scope: Scope) -> int | None:
