@@ -7,6 +7,7 @@ answers slowly or with errors. The full pipeline is in ``test_bot_pipeline.py``.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from typing import Any
@@ -308,3 +309,35 @@ def test_discord_cli_refused_slash_input_exits_non_zero(closed_port: int) -> Non
 
     assert result.returncode == 1
     assert result.stderr.strip().endswith("option recipe is required")
+
+
+async def test_bot_command_runs_on_local_gateway_and_stops_on_sigterm(
+    tmp_path: Any, closed_port: int
+) -> None:
+    """Without DISCORD_TOKEN: ready file says mode local; SIGTERM exits 0."""
+    ready = tmp_path / "bot.json"
+    env = {"BACKEND_URL": f"http://127.0.0.1:{closed_port}", "PATH": "/usr/bin"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "recipe_pipeline",
+        "bot",
+        "--ready-file",
+        str(ready),
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with asyncio.timeout(30):
+            while not ready.exists():
+                assert process.returncode is None
+                await asyncio.sleep(0.05)
+        content = json.loads(ready.read_text(encoding="utf-8"))
+    finally:
+        process.terminate()
+        code = await asyncio.wait_for(process.wait(), timeout=15)
+
+    assert content["mode"] == "local"
+    assert content["bot_user"] == "RecipeBot"
+    assert code == 0
