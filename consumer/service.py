@@ -63,7 +63,7 @@ class ConsumerOptions:
     bootstrap: str
     topic: str
     group: str
-    max_records: int = 2000
+    max_records: int = 5000
     poll_timeout_ms: int = 500
     client_id: str = "recipe-pipeline-consumer"
     extra_consumer_config: Mapping[str, Any] = field(default_factory=dict)

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, bindparam, delete, select
+from sqlalchemy import Engine, Table, and_, bindparam, column, delete, select, table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.expression import TableClause
 
 from pipeline_core.events import EventType, FavoriteEvent
 from pipeline_core.storage import AppliedEvent, Favorite, utc_now
@@ -94,9 +95,15 @@ class FavoriteStore:
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
         self._sleep = sleep
-        self._favorites: Table = Favorite.__table__  # type: ignore[attr-defined]
-        self._applied: Table = AppliedEvent.__table__  # type: ignore[attr-defined]
+        self._favorites = _untyped(Favorite.__table__)  # type: ignore[attr-defined]
+        self._applied = _untyped(AppliedEvent.__table__)  # type: ignore[attr-defined]
         self._dialect = engine.dialect.name
+        self._timestamp: Callable[[datetime], Any] = (
+            _sqlite_timestamp if self._dialect == "sqlite" else _as_utc
+        )
+        self._record_applied = _DriverStatement(self._applied.insert(), engine)
+        self._upsert_favorite = _DriverStatement(self._upsert(), engine)
+        self._remove_favorite = _DriverStatement(self._removal(), engine)
 
     def apply_batch(self, records: Sequence[StoredRecord]) -> BatchResult:
         """Apply ``records`` (in topic order) in one transaction, retrying if locked.
@@ -133,7 +140,7 @@ class FavoriteStore:
 
     def prune(self, now: datetime | None = None) -> int:
         """Delete applied-event rows older than the retention; return how many."""
-        cutoff = (now or utc_now()) - self._retention
+        cutoff = self._timestamp((now or utc_now()) - self._retention)
         with self._engine.begin() as conn:
             result = conn.execute(
                 delete(self._applied).where(self._applied.c.applied_at < cutoff)
@@ -153,8 +160,8 @@ class FavoriteStore:
         if not fresh:
             return BatchResult(0, len(records), 0, 0)
 
-        now = utc_now()
-        conn.execute(self._applied.insert(), [_applied_row(r, now) for r in fresh])
+        now = self._timestamp(utc_now())
+        self._record_applied.run(conn, [_applied_row(r, now) for r in fresh])
 
         latest: dict[tuple[str, str], FavoriteEvent] = {}
         for record in fresh:
@@ -163,9 +170,11 @@ class FavoriteStore:
         adds = [e for e in latest.values() if e.type is EventType.ADDED]
         removes = [e for e in latest.values() if e.type is EventType.REMOVED]
         if adds:
-            conn.execute(self._upsert(), [_favorite_row(e, now) for e in adds])
+            rows = [_favorite_row(e, now, self._timestamp) for e in adds]
+            self._upsert_favorite.run(conn, rows)
         if removes:
-            conn.execute(self._removal(), [_removal_row(e) for e in removes])
+            rows = [_removal_row(e, self._timestamp) for e in removes]
+            self._remove_favorite.run(conn, rows)
         return BatchResult(
             len(fresh), len(records) - len(fresh), len(adds), len(removes)
         )
@@ -213,6 +222,29 @@ class FavoriteStore:
         )
 
 
+class _DriverStatement:
+    """A statement compiled once for the engine's dialect, run as one executemany.
+
+    Rows go to the driver's ``executemany`` as they are, skipping SQLAlchemy's
+    per-row parameter processing (the batch's main cost otherwise); the rows hold
+    driver-ready values (see :func:`_untyped`).
+    """
+
+    def __init__(self, statement: Any, engine: Engine) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._names: tuple[str, ...] | None = (
+            tuple(compiled.positiontup) if compiled.positional else None
+        )
+
+    def run(self, conn: Any, rows: Sequence[dict[str, Any]]) -> None:
+        if self._names is None:
+            conn.exec_driver_sql(self._sql, list(rows))
+            return
+        names = self._names
+        conn.exec_driver_sql(self._sql, [tuple(row[n] for n in names) for row in rows])
+
+
 def _is_transient(exc: DBAPIError) -> bool:
     if exc.connection_invalidated:
         return True
@@ -223,7 +255,24 @@ def _is_transient(exc: DBAPIError) -> bool:
     )
 
 
-def _applied_row(record: StoredRecord, now: datetime) -> dict[str, Any]:
+def _untyped(typed: Table) -> TableClause:
+    """The same table without column types, so rows skip per-value bind processing.
+
+    Values are passed ready for the driver: text, integers, and timestamps made by
+    :func:`_sqlite_timestamp` (SQLAlchemy's own SQLite format) or :func:`_as_utc`.
+    """
+    return table(typed.name, *(column(col.name) for col in typed.columns))
+
+
+def _sqlite_timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC)
+
+
+def _applied_row(record: StoredRecord, now: Any) -> dict[str, Any]:
     event = record.event
     return {
         "event_id": str(event.event_id),
@@ -238,7 +287,9 @@ def _applied_row(record: StoredRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def _favorite_row(event: FavoriteEvent, now: datetime) -> dict[str, Any]:
+def _favorite_row(
+    event: FavoriteEvent, now: Any, timestamp: Callable[[datetime], Any]
+) -> dict[str, Any]:
     return {
         "user_id": event.user_id,
         "recipe_id": event.recipe_id,
@@ -247,14 +298,16 @@ def _favorite_row(event: FavoriteEvent, now: datetime) -> dict[str, Any]:
         "source": event.source.value,
         "event_id": str(event.event_id),
         "trace_id": event.trace_id,
-        "occurred_at": event.occurred_at.astimezone(UTC),
+        "occurred_at": timestamp(event.occurred_at),
         "stored_at": now,
     }
 
 
-def _removal_row(event: FavoriteEvent) -> dict[str, Any]:
+def _removal_row(
+    event: FavoriteEvent, timestamp: Callable[[datetime], Any]
+) -> dict[str, Any]:
     return {
         "b_user_id": event.user_id,
         "b_recipe_id": event.recipe_id,
-        "b_occurred_at": event.occurred_at.astimezone(UTC),
+        "b_occurred_at": timestamp(event.occurred_at),
     }

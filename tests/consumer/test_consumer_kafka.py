@@ -71,7 +71,7 @@ async def test_ten_thousand_events_end_in_each_users_final_state(
 ) -> None:
     """10,000 add/remove events over 500 users: all applied, lag 0, and each
     user's favourites are what replaying their sequence in order gives."""
-    rng = random.Random(4)  # noqa: S311 - a reproducible sequence, not a secret
+    rng = random.Random(4)
     events: list[FavoriteEvent] = []
     expected: set[tuple[str, str]] = set()
     for user_index in range(500):
