@@ -1,9 +1,11 @@
 """``recipe-pipeline up``: the whole stack headless, its logs in the foreground.
 
-Starts the stack (:class:`~pipeline_core.stack.Stack`) from the configuration,
-writes the ready file (``kafka_bootstrap``, ``backend_url``, ``database_url``) once
-everything answers, then copies the children's log lines to stderr, each prefixed
-with the component's name, until SIGINT or SIGTERM; then it stops everything in
+Starts the stack (:class:`~pipeline_core.stack.Stack`) from the configuration and,
+once everything answers, writes the ready file: ``kafka_bootstrap``,
+``backend_url``, ``database_url``, and ``api_token_file`` (the path of a file only
+this user can read that holds the API token; the token itself is never written to
+the ready file or the log). Then it copies the children's log lines to stderr, each
+prefixed with the component's name, until SIGINT or SIGTERM, stops everything in
 reverse order and exits 0. A child that dies on its own stops the stack with exit 1.
 """
 
@@ -72,7 +74,8 @@ async def _serve(config: StackConfig, ready_file: Path | None) -> int:
             raise CommandFailed(str(exc)) from None
 
         if ready_file is not None:
-            write_ready_file(ready_file, stack.addresses())
+            payload = {**stack.addresses(), "api_token_file": str(stack.api_token_file)}
+            write_ready_file(ready_file, payload)
         logger.info("stack ready: %s", stack.addresses())
         return await _watch(stack, stop)
     finally:

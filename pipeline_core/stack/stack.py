@@ -98,6 +98,22 @@ class StackConfig:
         return f"{self.topic}.dlq"
 
 
+def absolute_sqlite_url(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (other URLs unchanged).
+
+    The children share the stack's working directory, but tools that read the ready
+    file may not; an absolute path means the same file for all of them.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return url
+    path, _, query = url.removeprefix(prefix).partition("?")
+    if path in ("", ":memory:"):
+        return url
+    absolute = f"{prefix}{Path(path).resolve()}"
+    return f"{absolute}?{query}" if query else absolute
+
+
 class Stack:
     """Broker, topics, backend and consumer, started and stopped as one.
 
@@ -120,8 +136,8 @@ class Stack:
     ) -> None:
         self.config = config
         self.run_dir = config.data_dir / "run"
-        self.database_url = config.database_url or (
-            f"sqlite:///{(config.data_dir / 'favorites.db').resolve()}"
+        self.database_url = absolute_sqlite_url(
+            config.database_url or f"sqlite:///{config.data_dir / 'favorites.db'}"
         )
         self._api_token = config.api_token or SecretStr(secrets.token_urlsafe(32))
         self._on_progress = on_progress
@@ -215,8 +231,19 @@ class Stack:
         if exit_stack is not None:
             await exit_stack.aclose()
 
+    @property
+    def api_token_file(self) -> Path:
+        """A file only this user can read, holding :attr:`api_token` while it runs.
+
+        Tools that attach to the stack (``dashboard --attach``) read the token there;
+        it never goes into a ready file or a log.
+        """
+        return self.run_dir / "api-token"
+
     async def _start_steps(self, exit_stack: AsyncExitStack) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._write_token_file()
+        exit_stack.callback(self.api_token_file.unlink, missing_ok=True)
         await self._start_broker(exit_stack)
 
         self._progress(f"creating topics {self.config.topic} and its .dlq")
@@ -279,6 +306,13 @@ class Stack:
             await component.start(self.config.component_timeout)
         except ComponentError as exc:
             raise StackError(str(exc)) from exc
+
+    def _write_token_file(self) -> None:
+        path = self.api_token_file
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(self._api_token.get_secret_value())
 
     def _forget_broker(self) -> None:
         self.broker = None

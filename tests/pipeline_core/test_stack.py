@@ -14,6 +14,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline_core.settings import load_settings
 from pipeline_core.stack import ComponentState, Stack, StackConfig, StackError
+from pipeline_core.stack.stack import absolute_sqlite_url
 from pipeline_core.stack.topics import TopicSetupError, ensure_topics
 
 pytestmark = pytest.mark.slow
@@ -129,3 +130,16 @@ async def test_a_component_that_fails_stops_the_whole_stack(tmp_path: Path) -> N
     assert not psutil.pid_exists(broker_pids[0])
     assert stack.backend.state is ComponentState.FAILED
     assert not stack.backend.is_alive
+
+
+def test_relative_sqlite_urls_become_absolute(tmp_path: Path) -> None:
+    """A relative SQLite path is resolved; absolute and other URLs stay as given."""
+    assert absolute_sqlite_url("sqlite:///data/f.db") == (
+        f"sqlite:///{Path('data/f.db').resolve()}"
+    )
+    assert (
+        absolute_sqlite_url(f"sqlite:///{tmp_path}/f.db")
+        == f"sqlite:///{tmp_path}/f.db"
+    )
+    assert absolute_sqlite_url("sqlite:///:memory:") == "sqlite:///:memory:"
+    assert absolute_sqlite_url("postgresql://h/db") == "postgresql://h/db"
