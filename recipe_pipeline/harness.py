@@ -367,6 +367,7 @@ class PipelineUnderTest:
         """
         topic = self.addresses.dead_letter_topic if dead_letters else self.topic
         consumer = AIOKafkaConsumer(
+            topic,
             bootstrap_servers=self.addresses.kafka_bootstrap,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -374,9 +375,6 @@ class PipelineUnderTest:
         await consumer.start()
         seen = 0
         try:
-            partitions = await _partitions_of(consumer, topic, timeout)
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 batches = await consumer.getmany(timeout_ms=200)
@@ -557,16 +555,3 @@ async def _poll(
         if time.monotonic() >= deadline:
             return None
         await asyncio.sleep(interval)
-
-
-async def _partitions_of(
-    consumer: AIOKafkaConsumer, topic: str, timeout: float
-) -> list[TopicPartition]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        numbers = consumer.partitions_for_topic(topic)
-        if numbers:
-            return [TopicPartition(topic, number) for number in sorted(numbers)]
-        await consumer.topics()
-        await asyncio.sleep(POLL_INTERVAL_S)
-    raise HopTimeout(f"topic hop: topic {topic} does not exist")
