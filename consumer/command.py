@@ -77,12 +77,14 @@ async def _main(args: argparse.Namespace) -> int:
         max_records=args.max_batch,
     )
 
-    engine = make_engine(settings.database_url)
     try:
+        engine = make_engine(settings.database_url)
         await asyncio.to_thread(create_schema, engine)
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, OSError) as exc:
         raise CommandFailed(
-            f"could not open the database ({type(exc).__name__}); check DATABASE_URL"
+            f"could not open the database ({type(exc).__name__}: "
+            f"{getattr(exc, 'strerror', None) or 'see the log'}); check DATABASE_URL "
+            "and that its folder can be created and written"
         ) from None
 
     try:

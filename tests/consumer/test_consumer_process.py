@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -135,3 +136,53 @@ async def test_sigterm_commits_leaves_the_group_and_exits_zero(
 
     assert code == 0
     assert await total_lag(pipeline) == 0
+
+
+async def run_to_exit(env: dict[str, str]) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "recipe_pipeline",
+        "consumer",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(90):
+        _out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, err.decode()
+
+
+async def test_unreachable_broker_exits_1_naming_the_address(
+    pipeline: Pipeline,
+) -> None:
+    """With nothing listening at KAFKA_BOOTSTRAP_SERVERS the consumer exits 1 and
+    its last line names the address and what to check."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{sock.getsockname()[1]}"
+
+    code, err = await run_to_exit(
+        {**pipeline.env(), "KAFKA_BOOTSTRAP_SERVERS": address}
+    )
+
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("recipe-pipeline consumer:")
+    assert address in last
+
+
+async def test_database_that_cannot_be_opened_exits_1(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    """A DATABASE_URL whose folder is a file exits 1 with a line naming
+    DATABASE_URL, before reading any record."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    url = f"sqlite:///{blocker / 'favorites.db'}"
+
+    code, err = await run_to_exit({**pipeline.env(), "DATABASE_URL": url})
+
+    assert code == 1
+    assert "DATABASE_URL" in err.strip().splitlines()[-1]
