@@ -15,8 +15,9 @@ environment can ask for these fixtures:
     consumer as processes on the session's broker, with a topic, group and SQLite
     database of the test module's own. With ``--pipeline-attach=READY_FILE`` (the
     ready file of ``recipe-pipeline up``) it drives that running stack instead;
-    ``API_TOKEN``, ``FAVORITES_TOPIC`` and ``CONSUMER_GROUP`` then come from the
-    environment, as the stack was started with them.
+    ``FAVORITES_TOPIC`` and ``CONSUMER_GROUP`` then come from the environment, as
+    the stack was started with them, and ``API_TOKEN`` too unless the ready file
+    names an ``api_token_file``.
 ``pipeline_bot`` (function)
     A :class:`~pipeline_core.gateway.LocalGateway` running the real bot, wired to
     the ``pipeline``'s backend: ``await pipeline_bot.send("/favorite add recipe:12",
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from pydantic import SecretStr
 
 if TYPE_CHECKING:
     from pipeline_core.broker.source import BrokerLease
@@ -142,9 +144,18 @@ def _attached_addresses(ready_file: Path) -> PipelineAddresses:
             f"--pipeline-attach {ready_file}: cannot read the ready file ({exc})"
         ) from None
     settings = load_settings()
-    if settings.api_token is None:
+    token = settings.api_token
+    if token is None and "api_token_file" in ready:
+        token = SecretStr(Path(ready["api_token_file"]).read_text().strip())
+    if token is None:
         raise pytest.UsageError(
             "--pipeline-attach needs API_TOKEN set to the token the stack runs with"
+            " (or an api_token_file in the ready file)"
+        )
+    missing = {"kafka_bootstrap", "backend_url", "database_url"} - set(ready)
+    if missing:
+        raise pytest.UsageError(
+            f"--pipeline-attach {ready_file}: the ready file lacks {sorted(missing)}"
         )
     return PipelineAddresses(
         kafka_bootstrap=ready["kafka_bootstrap"],
@@ -152,5 +163,5 @@ def _attached_addresses(ready_file: Path) -> PipelineAddresses:
         database_url=ready["database_url"],
         topic=settings.favorites_topic,
         group=settings.consumer_group,
-        api_token=settings.api_token,
+        api_token=token,
     )
