@@ -16,6 +16,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from backend.catalog import RecipeCatalog, load_catalog, store_catalog
@@ -127,7 +129,7 @@ async def _open(
         metrics=metrics,
     )
     try:
-        await run_in_threadpool(create_schema, engine)
+        await run_in_threadpool(_create_schema, engine)
         await run_in_threadpool(store_catalog, engine, catalog)
         await publisher.start()
     except BaseException:
@@ -142,6 +144,17 @@ async def _open(
     return BackendState(
         publisher=publisher, engine=engine, catalog=catalog, metrics=metrics
     )
+
+
+def _create_schema(engine: Engine) -> None:
+    """Create missing tables; tolerate another process creating them meanwhile."""
+    try:
+        create_schema(engine)
+    except OperationalError as exc:
+        if "already exists" not in str(exc):
+            raise
+        logger.info("tables were created concurrently by another process")
+        create_schema(engine)
 
 
 async def _close(state: BackendState) -> None:

@@ -96,7 +96,12 @@ def run(args: argparse.Namespace) -> int:
             asyncio.run(server.serve())
         except SystemExit:
             error = app.state.startup_error
-            reason = str(error) if error is not None else "uvicorn could not start"
+            reason = (
+                str(error)
+                if error is not None
+                else f"could not listen on {args.host}:{args.port} (is the port in"
+                " use? pick another with --port, or 0 for a free one)"
+            )
             raise CommandFailed(f"the backend did not start: {reason}") from None
     return 0
 

@@ -112,7 +112,9 @@ def _read(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")
 
 
-async def start_failure(workdir: Path, env: dict[str, str]) -> tuple[int, str]:
+async def start_failure(
+    workdir: Path, env: dict[str, str], port: int = 0
+) -> tuple[int, str]:
     """Run the backend expecting it to fail at start: (exit code, its stderr)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -120,7 +122,7 @@ async def start_failure(workdir: Path, env: dict[str, str]) -> tuple[int, str]:
         "recipe_pipeline",
         "backend",
         "--port",
-        "0",
+        str(port),
         cwd=workdir,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,

@@ -128,3 +128,20 @@ async def test_unreachable_kafka_fails_the_start_with_a_one_line_reason(
     last_line = stderr.strip().splitlines()[-1]
     assert last_line.startswith("recipe-pipeline backend: the backend did not start")
     assert f"127.0.0.1:{closed_port}" in last_line
+
+
+async def test_port_in_use_fails_the_start_with_a_one_line_reason(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """A port another socket listens on makes the command exit 1, saying so."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = _env(tmp_path, kafka_bootstrap, unique_topic())
+
+        exit_code, stderr = await start_failure(tmp_path, env, port=port)
+
+    assert exit_code == 1
+    last_line = stderr.strip().splitlines()[-1]
+    assert f"could not listen on 127.0.0.1:{port}" in last_line
