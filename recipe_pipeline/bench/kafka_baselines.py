@@ -225,3 +225,31 @@ async def _collect(consumer: object, total: int, latencies: list[float]) -> None
             for record in records:
                 (sent,) = struct.unpack("!d", record.value)
                 latencies.append((now - sent) * 1000)
+
+
+async def feed_paced(
+    bootstrap: str, topic: str, rate: float, seconds: float, sent: list[int]
+) -> None:
+    """Produce valid events to ``topic`` at ``rate`` per second for ``seconds``.
+
+    ``sent[0]`` counts the events handed to the producer so far (the caller may
+    cancel the feed at any time and still read it).
+    """
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=5, client_id="recipe-pipeline-bench"
+    )
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        await producer.start()
+    try:
+        started = time.perf_counter()
+        for index in range(int(rate * seconds)):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            key, value, headers = encode_event(make_event(index))
+            await producer.send(topic, value=value, key=key, headers=headers)
+            sent[0] += 1
+    finally:
+        await producer.stop()

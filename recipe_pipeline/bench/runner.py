@@ -185,6 +185,8 @@ class Run:
     token: str
     progress: Progress
     exits: AsyncExitStack
+    #: the end-to-end phase's backend, once it runs
+    backend_url: str | None = None
 
     def topic(self, phase: str) -> str:
         """The topic of one phase (unique to this run)."""
@@ -569,6 +571,7 @@ async def _pipeline_phases(
     consumer = await run.start_child(
         "consumer", component_argv("consumer", "--metrics-port", "0"), "e2e"
     )
+    run.backend_url = str(backend.ready["backend_url"])
     pool, recipe_ids = await _backend_pool(run, backend, run.config.connections)
     bodies = _bodies(recipe_ids)
     figures = [await _sustained(run, pool, bodies, api, store, consumer)]
