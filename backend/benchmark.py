@@ -3,9 +3,10 @@
 ``python -m backend.benchmark`` starts one backend process (uvicorn, one worker,
 access log off) serving both ``POST /v1/favorites`` and the hidden baseline ``POST
 /bench/favorites-unpublished`` (validates and builds the event, does not publish),
-then drives each in turn with the same concurrent HTTP load and reports requests per
-second and their ratio. Kafka is ``KAFKA_BOOTSTRAP_SERVERS`` when set, else an
-embedded broker started for the run.
+then drives each in turn with the same concurrent HTTP load, alternating the two for
+several rounds, and reports requests per second (medians) and the median of the
+per-round ratios, which is less sensitive to other load on the machine. Kafka is
+``KAFKA_BOOTSTRAP_SERVERS`` when set, else an embedded broker started for the run.
 
 Limits: the load generator (httpx) runs on the same machine as the server and the
 broker, so on a small machine the figures are for comparison between the two
@@ -20,6 +21,7 @@ import contextlib
 import json
 import logging
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -43,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="mode")
     serve = sub.add_parser("serve", help="(internal) the server under test")
     serve.add_argument("--ready-file", type=Path, required=True)
-    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="alternations")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=8, help="alternations")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -92,17 +94,20 @@ async def _benchmark(seconds: float, rounds: int, concurrency: int) -> dict[str,
             for _ in range(rounds):
                 for path in (BARE_PATH, PUBLISH_PATH):
                     runs[path].append(await _drive(http, path, seconds, concurrency))
-    bare = max(runs[BARE_PATH])
-    publish = max(runs[PUBLISH_PATH])
+    pairs = zip(runs[PUBLISH_PATH], runs[BARE_PATH], strict=True)
     return {
         "concurrency": concurrency,
         "seconds_per_run": seconds,
+        "rounds": rounds,
         "bare_rps_runs": [round(r, 1) for r in runs[BARE_PATH]],
         "publish_rps_runs": [round(r, 1) for r in runs[PUBLISH_PATH]],
-        "bare_rps": round(bare, 1),
-        "publish_rps": round(publish, 1),
-        "ratio": round(publish / bare, 3),
+        "bare_rps_median": round(statistics.median(runs[BARE_PATH]), 1),
+        "publish_rps_median": round(statistics.median(runs[PUBLISH_PATH]), 1),
+        "ratio_median_of_rounds": round(
+            statistics.median(publish / bare for publish, bare in pairs), 3
+        ),
         "cpus": os.cpu_count(),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
