@@ -480,8 +480,11 @@ class EmbeddedBroker:
 
 def _kafka_cluster_id() -> str:
     """A cluster id as Kafka makes them: a UUID in URL-safe base64, no padding."""
-    raw = uuid.uuid4().bytes
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii")
+        # A leading '-' would read as an option to StorageTool's argument parser.
+        if not cluster_id.startswith("-"):
+            return cluster_id.rstrip("=")
 
 
 def _port_free(port: int) -> bool:

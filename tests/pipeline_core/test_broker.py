@@ -228,3 +228,13 @@ async def test_broker_command_ready_file_serves_an_outside_client(
     assert out.decode().strip().splitlines()[-1] == bootstrap
     await asyncio.to_thread(_wait_gone, info["pid"])
     assert not psutil.pid_exists(info["pid"])
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    """StorageTool reads a leading '-' as an option; generated ids avoid it."""
+    from pipeline_core.broker.embedded import _kafka_cluster_id
+
+    ids = [_kafka_cluster_id() for _ in range(2000)]
+
+    assert not any(cluster_id.startswith("-") for cluster_id in ids)
+    assert all(len(cluster_id) == 22 for cluster_id in ids)
