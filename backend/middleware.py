@@ -180,7 +180,7 @@ class TraceIdMiddleware:
             return
 
         given = _header(scope, TRACE_HEADER)
-        trace_id = given if given and TRACE_ID_RE.match(given) else new_trace_id()
+        trace_id = given if given and TRACE_ID_RE.fullmatch(given) else new_trace_id()
         header = (TRACE_HEADER, trace_id.encode("ascii"))
         if given is not None and given != trace_id:
             await send_json(

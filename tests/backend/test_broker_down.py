@@ -87,3 +87,32 @@ async def test_in_process_app_answers_503_and_its_lifespan_ends_in_bound(
 
     assert response.status_code == 503
     assert 'backend_publish_failures_total{reason="timeout"} 1.0' in metrics
+
+
+async def test_publishing_resumes_after_the_broker_restarts(tmp_path: Path) -> None:
+    """After the broker stops and starts again, the same app answers 202 again."""
+    async with EmbeddedBroker() as broker:
+        settings = load_settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            favorites_topic=unique_topic(),
+            database_url=f"sqlite:///{tmp_path / 'favorites.db'}",
+            api_token=API_TOKEN,
+            publish_timeout_seconds=PUBLISH_TIMEOUT,
+        )
+        async with serve_in_process(create_app(settings)) as client:
+            await broker.stop()
+            during = await client.post(
+                "/v1/favorites", json=favorite_body(), headers=AUTH
+            )
+            await broker.start()
+            statuses = []
+            async with asyncio.timeout(60):
+                while not statuses or statuses[-1] != 202:
+                    response = await client.post(
+                        "/v1/favorites", json=favorite_body(), headers=AUTH
+                    )
+                    statuses.append(response.status_code)
+
+    assert during.status_code == 503
+    assert statuses[-1] == 202
+    assert set(statuses) <= {202, 503}
