@@ -97,6 +97,10 @@ FAVOURITES_INTERVAL_S = 1.5
 TOPIC_REDRAW_S = 0.25
 #: Longest pause between two attempts to reconnect a Kafka reader, in seconds.
 RECONNECT_MAX_S = 5.0
+#: Worker groups that read until the dashboard shuts down, and how long each of
+#: them gets to close its clients then.
+FEED_GROUPS = frozenset({"topic", "lag", "bot", "database"})
+FEED_STOP_TIMEOUT_S = 15.0
 #: Seconds a consumer restart may take.
 RESTART_TIMEOUT_S = 60.0
 
@@ -368,8 +372,13 @@ class DashboardApp(App[int]):
             except Exception as exc:
                 logger.warning("topic tail failed: %s", exc, exc_info=True)
                 self._set_panel_subtitle("topic", f"reconnecting: {exc}")
-                await asyncio.sleep(delay)
+                await self._pause_feed(delay)
                 delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _pause_feed(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the dashboard is shutting down."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._feeds_stop.wait(), seconds)
 
     def _take_records(self, batch: list[TopicRecord]) -> None:
         self.records.extend(batch)
@@ -396,12 +405,12 @@ class DashboardApp(App[int]):
                         else:
                             self._take_lag(snapshot)
                         self._render_lag()
-                        await asyncio.sleep(LAG_INTERVAL_S)
+                        await self._pause_feed(LAG_INTERVAL_S)
             except Exception as exc:
                 logger.warning("lag reader failed: %s", exc, exc_info=True)
                 self.lag_error = f"lag reader failed: {exc}"
                 self._render_lag()
-                await asyncio.sleep(RECONNECT_MAX_S)
+                await self._pause_feed(RECONNECT_MAX_S)
 
     def _take_lag(self, snapshot: LagSnapshot) -> None:
         self.lag_error = None
@@ -701,10 +710,13 @@ class DashboardApp(App[int]):
             return
         self._shut_down = True
         self._feeds_stop.set()
-        for worker in [w for w in self.workers if w.group == "connect"]:
-            worker.cancel()
-            with contextlib.suppress(WorkerError):
-                await worker.wait()
+        for worker in list(self.workers):
+            if worker.group == "connect":
+                worker.cancel()
+            elif worker.group not in FEED_GROUPS:
+                continue
+            with contextlib.suppress(WorkerError, TimeoutError):
+                await asyncio.wait_for(worker.wait(), FEED_STOP_TIMEOUT_S)
         if self.stack is not None:
             await self.stack.stop()
         if self._api is not None:

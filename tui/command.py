@@ -142,7 +142,7 @@ def _log_to_file(path: Path, level: str) -> None:
 async def _run_app(app: DashboardApp) -> int:
     """Run the app; whatever ends it (quit, SIGTERM, a crash), stop what it started."""
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, app.exit)
+    loop.add_signal_handler(signal.SIGTERM, lambda: app.call_later(app.action_quit))
     try:
         code = await app.run_async()
     finally:

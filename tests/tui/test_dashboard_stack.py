@@ -88,6 +88,7 @@ async def dashboard(
                 timeout=120,
             )
             yield app, pilot
+            await app.shutdown()
     finally:
         await app.shutdown()
 
