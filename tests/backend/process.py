@@ -36,9 +36,11 @@ class BackendProcess:
         """Everything the backend wrote to stderr so far."""
         return _read(self.log_file)
 
-    async def terminate(self, timeout: float = STOP_TIMEOUT_S) -> int:
-        """Send SIGTERM and wait (bounded) for the exit code."""
-        self.process.send_signal(signal.SIGTERM)
+    async def terminate(
+        self, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM
+    ) -> int:
+        """Send ``sig`` (SIGTERM) and wait (bounded) for the exit code."""
+        self.process.send_signal(sig)
         async with asyncio.timeout(timeout):
             return await self.process.wait()
 

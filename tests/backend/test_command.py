@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import stat
 from collections.abc import AsyncIterator
@@ -145,3 +146,15 @@ async def test_port_in_use_fails_the_start_with_a_one_line_reason(
     assert exit_code == 1
     last_line = stderr.strip().splitlines()[-1]
     assert f"could not listen on 127.0.0.1:{port}" in last_line
+
+
+async def test_sigint_stops_the_backend_with_exit_0(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """Ctrl-C (SIGINT) is a clean stop too: exit code 0, a ready file was written."""
+    env = _env(tmp_path, kafka_bootstrap, unique_topic())
+    async with run_backend(tmp_path, env) as backend:
+        exit_code = await backend.terminate(sig=signal.SIGINT)
+
+    assert backend.url.startswith("http://127.0.0.1:")
+    assert exit_code == 0
