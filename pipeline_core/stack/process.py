@@ -112,6 +112,7 @@ class ComponentProcess:
         self._log_offset = 0
         self._partial = b""
         self._starts = 0
+        self._stopping = False
 
     def __repr__(self) -> str:
         return f"<ComponentProcess {self.name} {self.state} pid={self.pid}>"
@@ -120,6 +121,11 @@ class ComponentProcess:
     def pid(self) -> int | None:
         """The child's pid while it exists, else ``None``."""
         return self._popen.pid if self._popen is not None else None
+
+    @property
+    def is_stopping(self) -> bool:
+        """Whether :meth:`stop` is waiting for the child to exit."""
+        return self._stopping
 
     @property
     def is_alive(self) -> bool:
@@ -182,6 +188,20 @@ class ComponentProcess:
         popen = self._popen
         if popen is None:
             return
+        self._stopping = True
+        try:
+            await self._terminate(popen, timeout)
+        finally:
+            self._stopping = False
+        self._reap()
+        if self.state in {
+            ComponentState.STARTING,
+            ComponentState.RUNNING,
+            ComponentState.PAUSED,
+        }:
+            self._set_state(ComponentState.STOPPED)
+
+    async def _terminate(self, popen: subprocess.Popen[bytes], timeout: float) -> None:
         if popen.poll() is None:
             logger.info("stopping component %s, pid %s", self.name, popen.pid)
             with contextlib.suppress(ProcessLookupError):
@@ -197,13 +217,6 @@ class ComponentProcess:
                 with contextlib.suppress(ProcessLookupError):
                     popen.kill()
                 await self._wait_exit(timeout)
-        self._reap()
-        if self.state in {
-            ComponentState.STARTING,
-            ComponentState.RUNNING,
-            ComponentState.PAUSED,
-        }:
-            self._set_state(ComponentState.STOPPED)
 
     async def kill(self, timeout: float = 5.0) -> None:
         """Kill the child with SIGKILL, as a crash would (no clean-up), and reap it.
@@ -267,7 +280,7 @@ class ComponentProcess:
     def check(self) -> ComponentState:
         """Notice a child that exited on its own; returns the current state."""
         alive_states = {ComponentState.RUNNING, ComponentState.PAUSED}
-        if self.state in alive_states and not self.is_alive:
+        if self.state in alive_states and not self._stopping and not self.is_alive:
             self._reap()
             logger.error(
                 "component %s exited unexpectedly with code %s",

@@ -293,3 +293,22 @@ async def test_stop_ends_a_paused_child_cleanly(
 
     assert running_child.exit_code == 0
     assert running_child.state is ComponentState.STOPPED
+
+
+async def test_a_child_exiting_during_stop_is_not_reported_as_failed(
+    tmp_path: Path,
+) -> None:
+    """check() while stop() waits for the child does not call its exit a failure."""
+    component = make_child(tmp_path, "stubborn")
+    await component.start(timeout=30)
+    stopping = asyncio.create_task(component.stop(timeout=30))
+    await wait_for(lambda: component.is_stopping)
+    assert component.pid is not None
+    os.kill(component.pid, signal.SIGKILL)
+    await wait_for(lambda: not component.is_alive)
+
+    state_during_stop = component.check()
+    await stopping
+
+    assert state_during_stop is ComponentState.RUNNING
+    assert component.state is ComponentState.STOPPED
