@@ -105,7 +105,7 @@ async def test_publishing_resumes_after_the_broker_restarts(tmp_path: Path) -> N
                 "/v1/favorites", json=favorite_body(), headers=AUTH
             )
             await broker.start()
-            statuses = []
+            statuses: list[int] = []
             async with asyncio.timeout(60):
                 while not statuses or statuses[-1] != 202:
                     response = await client.post(
