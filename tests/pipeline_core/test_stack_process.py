@@ -244,10 +244,15 @@ async def test_child_does_not_outlive_a_killed_supervisor(tmp_path: Path) -> Non
         str(ORPHAN_PARENT),
         str(tmp_path),
         stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert parent.stdout is not None
+        assert parent.stderr is not None
         line = await asyncio.wait_for(parent.stdout.readline(), 30)
+        if not line:
+            errors = await asyncio.wait_for(parent.stderr.read(), 10)
+            raise AssertionError(f"the supervisor ended early: {errors.decode()}")
         child_pid = int(line)
         assert _alive(child_pid)
 
