@@ -91,6 +91,7 @@ def create_app(
     if bench_endpoint:
         app.include_router(bench_router)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
     app.add_middleware(TraceIdMiddleware)
     app.add_middleware(RequestMetricsMiddleware, metrics=metrics)
@@ -173,3 +174,15 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         for error in errors
     ]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """503 when the database is locked or unreachable; the driver text is logged."""
+    logger.warning(
+        "database unavailable: %s %s: %s", request.method, request.url.path, exc
+    )
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is busy or unreachable; retry later"},
+        headers={"Retry-After": "1"},
+    )

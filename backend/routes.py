@@ -168,7 +168,10 @@ async def remove_favorite(
     "/users/{user_id}/favorites",
     response_model=UserFavorites,
     dependencies=[TokenRequired],
-    responses={401: {"model": ErrorBody, "description": "Missing or wrong token."}},
+    responses={
+        401: {"model": ErrorBody, "description": "Missing or wrong token."},
+        503: {"model": ErrorBody, "description": "The database is unavailable."},
+    },
 )
 async def list_user_favorites(
     user_id: UserIdPath,

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import httpx
+from aiokafka.admin import AIOKafkaAdminClient
 
 from backend.app import create_app
 from pipeline_core.events import decode_event, header_value
@@ -126,3 +127,22 @@ async def test_an_existing_topic_is_accepted_at_start(
 
     assert response.status_code == 202
     uuid.UUID(response.json()["event_id"])
+
+
+async def test_start_creates_the_topic_and_its_dead_letter_topic(
+    backend_settings: Settings, kafka_bootstrap: str
+) -> None:
+    """Starting the app creates <topic> and <topic>.dlq with the configured count."""
+    settings = backend_settings.model_copy(update={"favorites_topic_partitions": 2})
+    async with serve_in_process(create_app(settings)):
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(
+                [settings.favorites_topic, settings.dead_letter_topic]
+            )
+        finally:
+            await admin.close()
+
+    partitions = {t["topic"]: len(t["partitions"]) for t in described}
+    assert partitions == {settings.favorites_topic: 2, settings.dead_letter_topic: 2}

@@ -129,3 +129,21 @@ async def test_metrics_count_requests_by_route_and_publish_latency(
     assert (
         "backend_publish_failures_total" in text or "backend_publish_failures" in text
     )
+
+
+async def test_unusable_database_answers_503_not_500(
+    client: httpx.AsyncClient, backend_settings: Settings
+) -> None:
+    """A database that lost its favourites table answers 503 with Retry-After."""
+    engine = make_engine(backend_settings.database_url)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("DROP TABLE favorite")
+    finally:
+        engine.dispose()
+
+    response = await client.get("/v1/users/1/favorites", headers=AUTH)
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "favorite" not in response.json()["detail"]
