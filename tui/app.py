@@ -474,8 +474,7 @@ class DashboardApp(App[int]):
                 finished_at=exchange.finished_at,
                 reply=" / ".join(exchange.replies),
             )
-            self.selected_trace = message.trace_id
-            self._render_trace()
+            self.select_trace(message.trace_id)
 
     def check_health(self) -> None:
         """Notice crashed children, then probe the backend."""
@@ -691,9 +690,13 @@ class DashboardApp(App[int]):
         if record is None:
             return
         if record.trace_id is not None:
-            self.selected_trace = record.trace_id
-            self._render_trace()
+            self.select_trace(record.trace_id)
         self.push_screen(DetailScreen(f"record {partition}/{offset}", record.detail()))
+
+    def select_trace(self, trace_id: str) -> None:
+        """Show the trace with that id in the trace panel."""
+        self.selected_trace = trace_id
+        self._render_trace()
 
     async def action_quit(self) -> None:
         self.progress("stopping everything this dashboard started")

@@ -235,6 +235,9 @@ HOP_NAMES = (
     "bot replied",
 )
 
+#: Hops whose cause is not the hop listed before them.
+HOP_CAUSES = {"bot replied": "appended to the topic"}
+
 
 @dataclass
 class Trace:
@@ -263,16 +266,22 @@ class Trace:
         return [Hop(name, at) for name, at in zip(HOP_NAMES, times, strict=True)]
 
     def rows(self) -> list[tuple[str, str, str]]:
-        """``(hop, time, latency since the previous seen hop)`` rows for a table."""
+        """``(hop, time, latency)`` rows for a table.
+
+        A hop's latency is measured from the hop that caused it: the previous one,
+        except for the bot's reply, which follows the API's answer (sent once the
+        record was appended), not the store, so it is measured from the append.
+        """
+        seen = {hop.name: hop.at for hop in self.hops()}
         rows: list[tuple[str, str, str]] = []
-        previous: datetime | None = None
-        for hop in self.hops():
+        for index, hop in enumerate(self.hops()):
             if hop.at is None:
                 rows.append((hop.name, "not seen yet", ""))
                 continue
-            latency = "" if previous is None else format_latency(hop.at - previous)
+            cause = HOP_CAUSES.get(hop.name, HOP_NAMES[index - 1] if index else None)
+            since = seen.get(cause) if cause is not None else None
+            latency = "" if since is None else format_latency(hop.at - since)
             rows.append((hop.name, hop.at.strftime("%H:%M:%S.%f")[:-3], latency))
-            previous = hop.at
         return rows
 
     @property

@@ -181,7 +181,7 @@ def test_visible_stops_at_the_limit() -> None:
 
 def test_a_trace_gets_every_hop_from_bot_topic_and_database() -> None:
     """Exchange, topic record and store time together fill the five hops in order,
-    with latencies between them."""
+    each with its latency from the hop that caused it (the reply: from the append)."""
     book = TraceBook()
     record = topic_record(3, trace_id="discord-1", occurred_at=T0)
     book.record_exchange(
@@ -204,6 +204,8 @@ def test_a_trace_gets_every_hop_from_bot_topic_and_database() -> None:
     assert rows[0][2] == ""
     assert rows[1][2] == "+20.0 ms"
     assert rows[2][2] == "+3.00 s"
+    assert rows[3][2] == "+1.00 s"
+    assert rows[4][2] == "+2.00 s"
 
 
 def test_a_trace_shows_hops_not_seen_yet() -> None:
