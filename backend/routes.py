@@ -24,7 +24,7 @@ from backend.catalog import CatalogRecipe
 from backend.favorites import added_event, read_user_favorites, removed_event
 from backend.metrics import METRICS_CONTENT_TYPE
 from backend.publisher import PublishUnavailable
-from backend.security import TokenRequired
+from backend.security import TokenCheckedRoute, TokenRequired
 from backend.state import BackendState
 from pipeline_core.events import FavoriteEvent, Source, encode_event
 
@@ -68,7 +68,9 @@ _WRITE_ERRORS: dict[int | str, dict[str, object]] = {
     503: {"model": ErrorBody, "description": "Kafka did not acknowledge in time."},
 }
 
-favorites_router = APIRouter(prefix="/v1", tags=["favorites"])
+favorites_router = APIRouter(
+    prefix="/v1", tags=["favorites"], route_class=TokenCheckedRoute
+)
 recipes_router = APIRouter(prefix="/v1", tags=["recipes"])
 operations_router = APIRouter(tags=["operations"])
 
@@ -277,7 +279,9 @@ async def metrics(state: State) -> Response:
     return Response(state.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
 
-bench_router = APIRouter(prefix="/bench", include_in_schema=False)
+bench_router = APIRouter(
+    prefix="/bench", include_in_schema=False, route_class=TokenCheckedRoute
+)
 
 
 @bench_router.post(

@@ -225,6 +225,19 @@ async def test_write_without_the_right_token_answers_401(
     await assert_topic_empty(kafka_bootstrap, backend_settings.favorites_topic)
 
 
+async def test_malformed_body_without_token_answers_401_not_422(
+    client: httpx.AsyncClient,
+) -> None:
+    """The token is checked before the body is parsed: no token, no validation."""
+    response = await client.post(
+        "/v1/favorites",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 401
+
+
 async def test_reading_favorites_needs_the_token(client: httpx.AsyncClient) -> None:
     """GET /v1/users/{id}/favorites is a /v1 call outside the catalog: 401 without."""
     response = await client.get("/v1/users/1/favorites")
