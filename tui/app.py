@@ -489,18 +489,21 @@ class DashboardApp(App[int]):
             self.backend_health = await probe_health(self._api)
         self._render_stack()
 
-    @work(exclusive=True, group="database", thread=True)
     def read_database(self) -> None:
-        """Read the stored favourites and the applied events (in a thread)."""
+        """Read the stored favourites and the traces' store times, in a thread."""
+        if self.addresses is not None:
+            self._read_database(
+                self.addresses.database_url, self.traces.waiting_for_store()
+            )
+
+    @work(exclusive=True, group="database", thread=True)
+    def _read_database(self, database_url: str, waiting: list[str]) -> None:
         from sqlalchemy.exc import SQLAlchemyError
 
         from pipeline_core.storage import make_engine
 
-        if self.addresses is None:
-            return
         if self._db_engine is None:
-            self._db_engine = make_engine(self.addresses.database_url)
-        waiting = self.traces.waiting_for_store()
+            self._db_engine = make_engine(database_url)
         try:
             favourites = read_favourites(self._db_engine)
             applied = read_applied(self._db_engine, waiting)

@@ -6,6 +6,10 @@ crash. With ``--attach`` it uses services that already run: the addresses come f
 ``--ready-file`` (what ``recipe-pipeline up --ready-file`` wrote) or else from the
 environment (``KAFKA_BOOTSTRAP_SERVERS``, ``BACKEND_URL``, ``DATABASE_URL``).
 
+The bot always runs inside the dashboard on the local gateway, also when
+``DISCORD_TOKEN`` is set: the dashboard never connects to Discord itself (run
+``recipe-pipeline bot`` for that).
+
 The dashboard never writes to stdout or stderr while it runs; its log goes to
 ``<data-dir>/run/dashboard.log``.
 """
