@@ -41,9 +41,17 @@ def main() -> None:
         (Path(tmp) / "pom.xml").write_text(POM.format(kafka=kafka, log4j=LOG4J_VERSION))
         listing = Path(tmp) / "deps.txt"
         subprocess.run(
-            ["mvn", "-q", "-B", "dependency:list", "-DincludeScope=runtime",
-             f"-DoutputFile={listing}", "-DoutputAbsoluteArtifactFilename=false"],
-            cwd=tmp, check=True,
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "dependency:list",
+                "-DincludeScope=runtime",
+                f"-DoutputFile={listing}",
+                "-DoutputAbsoluteArtifactFilename=false",
+            ],
+            cwd=tmp,
+            check=True,
         )
         lines = listing.read_text().splitlines()
     jars = []
@@ -52,12 +60,23 @@ def main() -> None:
         if len(parts) < 5 or parts[2] != "jar":
             continue
         group, artifact, _kind, version = parts[:4]
-        path = m2 / group.replace(".", "/") / artifact / version / f"{artifact}-{version}.jar"
+        path = (
+            m2
+            / group.replace(".", "/")
+            / artifact
+            / version
+            / f"{artifact}-{version}.jar"
+        )
         data = path.read_bytes()
-        jars.append({
-            "group": group, "artifact": artifact, "version": version,
-            "size": len(data), "sha256": hashlib.sha256(data).hexdigest(),
-        })
+        jars.append(
+            {
+                "group": group,
+                "artifact": artifact,
+                "version": version,
+                "size": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
     jars.sort(key=lambda jar: (jar["group"], jar["artifact"]))
     lock = {"kafka_version": kafka, "scala_version": "2.13", "jars": jars}
     LOCK.write_text(json.dumps(lock, indent=2) + "\n")
