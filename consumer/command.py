@@ -35,8 +35,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-batch",
         type=int,
-        default=5000,
-        help="records per batch and database transaction (1 to 50000, default 5000)",
+        default=10_000,
+        help="records per batch and database transaction (1 to 50000, default 10000)",
     )
     parser.add_argument(
         "--stop-timeout",
