@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import math
 import shutil
 import tempfile
 from collections.abc import Generator
@@ -26,10 +25,6 @@ from pathlib import Path
 from pipeline_core.commands import CommandFailed, write_ready_file
 
 logger = logging.getLogger(__name__)
-
-#: Extra seconds running requests get to finish after SIGTERM, on top of the
-#: publish deadline.
-GRACE_MARGIN_S = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -63,23 +58,19 @@ def _port(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Serve the API until SIGTERM or SIGINT; 0 on a clean stop."""
-    import uvicorn
 
     from backend.app import create_app
-    from backend.server import BackendServer
+    from backend.server import BackendServer, server_config
     from pipeline_core.settings import load_settings
 
     settings = load_settings()
     with _api_token(settings.api_token, args.api_token_file) as (token, token_file):
         app = create_app(settings, api_token=token)
-        config = uvicorn.Config(
+        config = server_config(
             app,
             host=args.host,
             port=args.port,
-            log_config=None,
-            lifespan="on",
-            timeout_graceful_shutdown=math.ceil(settings.publish_timeout_seconds)
-            + GRACE_MARGIN_S,
+            publish_timeout_seconds=settings.publish_timeout_seconds,
         )
 
         def report(port: int) -> None:

@@ -3,11 +3,34 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import socket
 from collections.abc import Callable, Generator
 
 import uvicorn
+from starlette.types import ASGIApp
+
+#: Seconds a graceful stop gets beyond the publish deadline of a request in flight.
+GRACE_MARGIN_S = 2
+
+
+def server_config(
+    app: ASGIApp, *, host: str, port: int, publish_timeout_seconds: float
+) -> uvicorn.Config:
+    """The uvicorn configuration the backend runs with.
+
+    Logging stays with the command's own configuration, and a graceful stop waits
+    for requests in flight as long as their publish may take, plus a margin.
+    """
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=math.ceil(publish_timeout_seconds) + GRACE_MARGIN_S,
+    )
 
 
 class BackendServer(uvicorn.Server):

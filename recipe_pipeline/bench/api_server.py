@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import sys
 from pathlib import Path
 
@@ -27,11 +26,9 @@ logger = logging.getLogger(__name__)
 
 def main(argv: list[str] | None = None) -> int:
     """Serve the backend with the bench endpoint until SIGTERM or SIGINT."""
-    import uvicorn
 
     from backend.app import create_app
-    from backend.command import GRACE_MARGIN_S
-    from backend.server import BackendServer
+    from backend.server import BackendServer, server_config
     from pipeline_core.settings import load_settings
 
     parser = argparse.ArgumentParser(prog="recipe_pipeline.bench.api_server")
@@ -49,14 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("API_TOKEN is not set; the benchmark sets it for this process")
         return 2
     app = create_app(settings, bench_endpoint=True)
-    config = uvicorn.Config(
+    config = server_config(
         app,
         host="127.0.0.1",
         port=args.port,
-        log_config=None,
-        lifespan="on",
-        timeout_graceful_shutdown=math.ceil(settings.publish_timeout_seconds)
-        + GRACE_MARGIN_S,
+        publish_timeout_seconds=settings.publish_timeout_seconds,
     )
 
     def report(port: int) -> None:
