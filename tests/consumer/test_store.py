@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,12 @@ import pytest
 from sqlalchemy import Engine, event, func, select
 from sqlmodel import Session
 
-from consumer.store import DatabaseUnavailable, FavoriteStore, StoredRecord
+from consumer.store import (
+    LOOKUP_CHUNK,
+    DatabaseUnavailable,
+    FavoriteStore,
+    StoredRecord,
+)
 from pipeline_core.events import EventType, FavoriteEvent
 from pipeline_core.storage import AppliedEvent, Favorite, create_schema, make_engine
 
@@ -174,3 +179,42 @@ def test_database_locked_through_every_attempt_raises(
         holder.execute("ROLLBACK")
         holder.close()
     assert favorites(engine) == []
+
+
+def test_redelivery_spanning_several_lookup_chunks_is_all_duplicates(
+    engine: Engine,
+) -> None:
+    """A redelivered batch longer than one id lookup (a part chunk at the end) is
+    counted as duplicates in full, and new events mixed into it are applied."""
+    store = FavoriteStore(engine)
+    old = [record(EventType.ADDED, recipe=str(n)) for n in range(LOOKUP_CHUNK * 2 + 7)]
+    store.apply_batch(old)
+    new = [record(EventType.ADDED, user="2002", recipe=str(n)) for n in range(3)]
+
+    result = store.apply_batch([*old[:LOOKUP_CHUNK], *new, *old[LOOKUP_CHUNK:]])
+
+    assert (result.applied, result.duplicates) == (3, len(old))
+    assert len(favorites(engine)) == len(old) + 3
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        T0,
+        datetime(2026, 3, 1, 9, 30, 5, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 11, 30, 5, 1, tzinfo=timezone(timedelta(hours=2))),
+    ],
+    ids=["whole-second", "microseconds", "other-zone"],
+)
+def test_stored_times_read_back_as_the_same_utc_moment(
+    engine: Engine, occurred_at: datetime
+) -> None:
+    """occurred_at written by the store reads back through SQLModel as the same
+    moment in UTC, whatever its zone and even with zero microseconds."""
+    added = record(EventType.ADDED, at=occurred_at)
+    FavoriteStore(engine).apply_batch([added])
+
+    with Session(engine) as session:
+        stored = session.exec(select(Favorite.occurred_at)).one()  # type: ignore[call-overload]
+
+    assert stored[0].replace(tzinfo=UTC) == occurred_at
