@@ -61,6 +61,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--no-dashboard", action="store_true", help="skip the dashboard figures"
     )
     parser.add_argument(
+        "--only",
+        choices=["dashboard"],
+        help="run one phase alone: 'dashboard' measures only the dashboard figures"
+        " (no backend runs; its health shows as down)",
+    )
+    parser.add_argument(
         "--verbose",
         action="store_true",
         help="also show the INFO logs of the clients and processes it starts",
@@ -104,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger().setLevel(logging.WARNING)
     settings = load_settings()
+    if args.only and args.no_dashboard:
+        raise CommandFailed("--only dashboard and --no-dashboard exclude each other")
     if args.json is not None and args.json.is_dir():
         raise CommandFailed(f"--json {args.json} is a folder; give a file path")
 
@@ -120,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
                         bootstrap=settings.kafka_bootstrap_servers,
                         progress=progress,
                         measure_dashboard=not args.no_dashboard,
+                        only=args.only,
                     )
                 )
             )

@@ -1,11 +1,17 @@
 """The dashboard figures: key-press-to-update time and memory under a message flood.
 
-Measured last. The real dashboard app runs in a child process
-(:mod:`recipe_pipeline.bench.dashboard_probe`), attached to the end-to-end phase's
-backend and database, with its topic panel reading a topic of its own that this
+Measured last (or alone, with ``recipe-pipeline bench --only dashboard``). The real
+dashboard app runs in a child process (:mod:`recipe_pipeline.bench.dashboard_probe`),
+attached to the end-to-end phase's backend and database (without that phase: a
+refused backend address), with its topic panel reading a topic of its own that this
 process feeds at ``dashboard_rate`` valid events per second. The probe times key
-presses and samples its own RSS; a failure there makes the two figures "not
-measured", with the reason, rather than ending the run.
+presses until a rendered frame shows their effect and samples its own RSS; a failure
+there makes the two figures "not measured", with the reason, rather than ending the
+run.
+
+With ``RECIPE_BENCH_DASHBOARD_PROFILE=PATH`` in the environment the probe runs under
+cProfile and writes its statistics to ``PATH`` (slower figures; for finding where
+the time goes, not for the report).
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import socket
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recipe_pipeline.bench.report import Figure, Goal, percentile
@@ -29,6 +38,8 @@ KEY_TO_UPDATE_MS = 100.0
 MEMORY_MB = 250.0
 #: Seconds the probe's topic panel gets to warm up under the flood.
 WARMUP_S = 2.0
+#: The environment variable naming a file for the probe's cProfile statistics.
+PROFILE_ENV = "RECIPE_BENCH_DASHBOARD_PROFILE"
 
 
 def dashboard_figures(
@@ -82,10 +93,11 @@ async def measure_dashboard(run: Run) -> list[Figure]:
         return dashboard_figures(rate, None, None, error=f"probe failed: {exc}")
     key_ms, rss_mb = result["key_ms"], result["rss_mb"]
     note = (
-        f"{len(key_ms)} presses of 'p' (pause/resume the topic view), time until the"
-        f" topic panel shows the new state; p50 {percentile(key_ms, 50):.1f} ms, max"
-        f" {max(key_ms):.1f} ms; feed kept {result['fed_rate']:,.0f} msgs/s, panel saw"
-        f" {int(result['seen'][0]):,}"
+        f"{len(key_ms)} presses of 'p' (pause/resume the topic view), time until a"
+        f" rendered frame shows the new state; p50 {percentile(key_ms, 50):.1f} ms,"
+        f" max {max(key_ms):.1f} ms; feed kept {result['fed_rate']:,.0f} msgs/s,"
+        f" panel took in {int(result['seen'][0]):,} records, RSS then"
+        f" {result['rss_mb_end'][0]:.1f} MB"
         if key_ms
         else "no press was measured"
     )
@@ -93,17 +105,30 @@ async def measure_dashboard(run: Run) -> list[Figure]:
 
 
 async def _measure(run: Run) -> dict[str, Any]:
-    from pipeline_core.stack.process import ComponentProcess
     from pipeline_core.stack.topics import ensure_topics
-    from recipe_pipeline.bench.kafka_baselines import feed_paced
 
     topic = run.topic("dash")
     await ensure_topics(
         run.bootstrap, [topic, f"{topic}.dlq"], partitions=3, timeout=30
     )
     out = run.config.work_dir / "dashboard-probe.json"
-    backend_url = run.backend_url or "http://127.0.0.1:9"
     env = run.child_env("e2e")
+    with socket.socket() as no_backend:
+        # without the end-to-end phase's backend: a port of ours, bound but not
+        # listening, so the dashboard's health probe is refused at once
+        no_backend.bind(("127.0.0.1", 0))
+        backend_url = run.backend_url or (
+            f"http://127.0.0.1:{no_backend.getsockname()[1]}"
+        )
+        return await _run_probe(run, topic, backend_url, env, out)
+
+
+async def _run_probe(
+    run: Run, topic: str, backend_url: str, env: dict[str, str], out: Path
+) -> dict[str, Any]:
+    from pipeline_core.stack.process import ComponentProcess
+    from recipe_pipeline.bench.kafka_baselines import feed_paced
+
     argv = [
         sys.executable, "-m", "recipe_pipeline.bench.dashboard_probe",
         "--bootstrap", run.bootstrap, "--topic", topic,
@@ -112,6 +137,9 @@ async def _measure(run: Run) -> dict[str, Any]:
         "--seconds", str(run.config.dashboard_seconds),
         "--warmup", str(WARMUP_S), "--out", str(out),
     ]  # fmt: skip
+    profile = os.environ.get(PROFILE_ENV)
+    if profile:
+        argv += ["--profile", profile]
     probe = ComponentProcess(
         "dashboard-probe", argv, env=env, run_dir=run.config.work_dir / "run"
     )
@@ -134,8 +162,14 @@ async def _measure(run: Run) -> dict[str, Any]:
         await asyncio.gather(feeder, return_exceptions=True)
     elapsed = time.perf_counter() - started
     await probe.stop(20.0)
-    if not out.is_file():
+    text = await asyncio.to_thread(_read_result, out)
+    if text is None:
         raise RuntimeError(f"the probe wrote no result; see {probe.log_path}")
-    result: dict[str, Any] = json.loads(out.read_text())
+    result: dict[str, Any] = json.loads(text)
     result["fed_rate"] = sent[0] / elapsed if elapsed else 0.0
     return result
+
+
+def _read_result(out: Path) -> str | None:
+    """The probe's result file, ``None`` when it wrote none."""
+    return out.read_text() if out.is_file() else None

@@ -238,6 +238,7 @@ async def run_benchmark(
     bootstrap: str | None,
     progress: Progress,
     measure_dashboard: bool = True,
+    only: str | None = None,
 ) -> tuple[list[Figure], dict[str, Any]]:
     """Run every phase; return the figures and the machine they ran on.
 
@@ -246,6 +247,7 @@ async def run_benchmark(
         bootstrap: an existing Kafka; ``None`` starts the embedded broker.
         progress: where progress lines go.
         measure_dashboard: also measure the dashboard.
+        only: ``"dashboard"`` runs the dashboard phase alone; ``None`` runs all.
 
     Raises:
         BenchError: a step failed; what was started is stopped again.
@@ -263,12 +265,13 @@ async def run_benchmark(
             exits=exits,
         )
         figures: list[Figure] = []
-        figures.append(await _phase(run, "API accept rate", _api_phase))
-        store = await _phase(run, "store rate", _store_phase)
-        figures.append(store)
-        rtt = await _bare_latency(run)
-        e2e_figures = await _pipeline_phases(run, figures[0], store, rtt)
-        figures.extend(e2e_figures)
+        if only is None:
+            figures.append(await _phase(run, "API accept rate", _api_phase))
+            store = await _phase(run, "store rate", _store_phase)
+            figures.append(store)
+            rtt = await _bare_latency(run)
+            e2e_figures = await _pipeline_phases(run, figures[0], store, rtt)
+            figures.extend(e2e_figures)
         if measure_dashboard:
             from recipe_pipeline.bench.dashboard import measure_dashboard as dash
 
