@@ -30,7 +30,6 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
-from textual.css.query import NoMatches
 from textual.message import Message
 from textual.widgets import (
     DataTable,
@@ -77,6 +76,7 @@ from tui.sources import (
     read_favourites,
     send_burst,
 )
+from tui.table_rows import Row, TableRows
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -87,6 +87,18 @@ logger = logging.getLogger(__name__)
 
 #: Topic rows drawn at once (the buffer keeps more; the filter searches them all).
 TOPIC_ROWS = 100
+#: The topic table's columns and their widths (fixed, so that rows changed in place
+#: never make Textual measure the table again).
+TOPIC_COLUMNS = (
+    ("p", 2),
+    ("offset", 9),
+    ("key", 20),
+    ("type", 20),
+    ("user", 18),
+    ("recipe", 6),
+    ("trace id", 40),
+    ("age", 4),
+)
 #: Bot exchanges the chat log keeps.
 CHAT_LINES = 500
 #: Seconds between lag reads, health probes and favourites reads.
@@ -218,6 +230,10 @@ class DashboardApp(App[int]):
         self.bot_state = "off" if not config.run_bot else "waiting"
         self._feeds_stop = asyncio.Event()
         self._topic_dirty = False
+        self._topic_counts_dirty = False
+        #: the records the topic table shows, in its row order
+        self._topic_shown: list[TopicRecord] = []
+        self._tables: dict[str, TableRows] = {}
         self._db_engine: Engine | None = None
         self._api: httpx.AsyncClient | None = None
         self._ui_thread = threading.get_ident()
@@ -263,19 +279,20 @@ class DashboardApp(App[int]):
 
     def on_mount(self) -> None:
         self._ui_thread = threading.get_ident()
-        self.query_one("#stack-table", DataTable).add_columns(
-            "component", "state", "pid", "health", "restarts"
-        )
-        self.query_one("#lag-table", DataTable).add_columns(
-            "partition", "committed", "end", "lag", "behind", "status"
-        )
-        self.query_one("#trace-table", DataTable).add_columns("hop", "time", "latency")
-        self.query_one("#topic-table", DataTable).add_columns(
-            "p", "offset", "key", "type", "user", "recipe", "trace id", "age"
-        )
-        self.query_one("#favourites-table", DataTable).add_columns(
-            "user", "recipe", "source", "stored"
-        )
+        columns = {
+            "stack": ("component", "state", "pid", "health", "restarts"),
+            "lag": ("partition", "committed", "end", "lag", "behind", "status"),
+            "trace": ("hop", "time", "latency"),
+            "favourites": ("user", "recipe", "source", "stored"),
+        }
+        for name, labels in columns.items():
+            table = self.query_one(f"#{name}-table", DataTable)
+            table.add_columns(*labels)
+            self._tables[name] = TableRows(table, update_width=True)
+        topic_table = self.query_one("#topic-table", DataTable)
+        for label, width in TOPIC_COLUMNS:
+            topic_table.add_column(label, width=width)
+        self._tables["topic"] = TableRows(topic_table, update_width=False)
         self._render_stack()
         self.connect()
 
@@ -381,10 +398,11 @@ class DashboardApp(App[int]):
             await asyncio.wait_for(self._feeds_stop.wait(), seconds)
 
     def _take_records(self, batch: list[TopicRecord]) -> None:
-        self.records.extend(batch)
+        if self.records.extend(batch):
+            self._topic_dirty = True
+        self._topic_counts_dirty = True
         for record in batch:
             self.traces.record_topic(record)
-        self._topic_dirty = True
 
     @work(exclusive=True, group="lag")
     async def watch_lag(self) -> None:
@@ -688,10 +706,11 @@ class DashboardApp(App[int]):
 
     @on(DataTable.RowSelected, "#topic-table")
     def _record_selected(self, event: DataTable.RowSelected) -> None:
-        topic, partition, offset = str(event.row_key.value).split("|")
-        record = self.records.find(topic, int(partition), int(offset))
-        if record is None:
+        index = TableRows.index_of(event.row_key)
+        if index >= len(self._topic_shown):
             return
+        record = self._topic_shown[index]
+        partition, offset = record.partition, record.offset
         if record.trace_id is not None:
             self.select_trace(record.trace_id)
         self.push_screen(DetailScreen(f"record {partition}/{offset}", record.detail()))
@@ -736,13 +755,9 @@ class DashboardApp(App[int]):
         self.query_one(f"#{panel}", Vertical).border_subtitle = text
 
     def _render_stack(self) -> None:
-        try:
-            table = self.query_one("#stack-table", DataTable)
-        except NoMatches:
-            return
-        table.clear()
-        for row in self.stack_rows():
-            table.add_row(*row)
+        table = self._tables.get("stack")
+        if table is not None:
+            table.show(self.stack_rows())
 
     def stack_rows(self) -> list[tuple[str, str, str, str, str]]:
         """One row per part of the pipeline: component, state, pid, health, restarts."""
@@ -774,21 +789,23 @@ class DashboardApp(App[int]):
 
     def _render_lag(self) -> None:
         status = self.query_one("#lag-status", Label)
-        table = self.query_one("#lag-table", DataTable)
-        self.query_one("#lag-trend", Sparkline).data = self.lag_trend.values()
+        trend = self.query_one("#lag-trend", Sparkline)
+        values = self.lag_trend.values()
+        if trend.data != values:
+            trend.data = values
         if self.lag_error is not None:
-            status.update(f"status: ? ({self.lag_error})")
+            _update_label(status, f"status: ? ({self.lag_error})")
             return
         snapshot, evaluation = self.lag_snapshot, self.lag_evaluation
         if snapshot is None or evaluation is None:
             return
         verdicts = {v.partition: v for v in evaluation.partitions}
-        status.update(
-            f"status: {evaluation.status.value}   total lag: {snapshot.total}"
+        _update_label(
+            status, f"status: {evaluation.status.value}   total lag: {snapshot.total}"
         )
         status.set_class(evaluation.status is not LagStatus.OK, "alarm")
         now = datetime.now(UTC)
-        table.clear()
+        rows: list[Row] = []
         for part in snapshot.partitions:
             behind = time_behind(
                 part.committed,
@@ -797,42 +814,50 @@ class DashboardApp(App[int]):
                 now,
             )
             verdict = verdicts.get(part.partition)
-            table.add_row(
-                str(part.partition),
-                "-" if part.committed is None else str(part.committed),
-                str(part.end_offset),
-                str(part.lag),
-                describe_behind(behind),
-                verdict.status.value if verdict else "",
+            rows.append(
+                (
+                    str(part.partition),
+                    "-" if part.committed is None else str(part.committed),
+                    str(part.end_offset),
+                    str(part.lag),
+                    describe_behind(behind),
+                    verdict.status.value if verdict else "",
+                )
             )
+        self._tables["lag"].show(rows)
 
     def _redraw_topic(self) -> None:
-        if not self._topic_dirty:
-            return
-        self._topic_dirty = False
-        table = self.query_one("#topic-table", DataTable)
-        now = datetime.now(UTC)
-        table.clear()
-        for record in self.records.visible(TOPIC_ROWS):
-            table.add_row(
-                *topic_row(record, now),
-                key=f"{record.topic}|{record.partition}|{record.offset}",
+        """Bring the topic table and counts up to date (at most every tick).
+
+        Only the cells whose text changed are touched; with nothing new, nothing is.
+        """
+        if self._topic_dirty:
+            self._topic_dirty = False
+            now = datetime.now(UTC)
+            self._topic_shown = self.records.visible(TOPIC_ROWS)
+            self._tables["topic"].show(
+                [topic_row(record, now) for record in self._topic_shown]
             )
-        subtitle = "paused" if self.records.paused else "live"
-        self._set_panel_subtitle(
-            "topic", f"{subtitle} · {len(self.records)} kept · {self.records.seen} seen"
-        )
+        if self._topic_counts_dirty:
+            self._topic_counts_dirty = False
+            subtitle = "paused" if self.records.paused else "live"
+            self._set_panel_subtitle(
+                "topic",
+                f"{subtitle} · {len(self.records)} kept · {self.records.seen} seen",
+            )
 
     def _render_favourites(self) -> None:
-        table = self.query_one("#favourites-table", DataTable)
-        table.clear()
-        for row in self.favourites:
-            table.add_row(
-                f"{row.user_name} ({row.user_id})",
-                row.recipe_id,
-                row.source,
-                row.stored_at.strftime("%H:%M:%S"),
-            )
+        self._tables["favourites"].show(
+            [
+                (
+                    f"{row.user_name} ({row.user_id})",
+                    row.recipe_id,
+                    row.source,
+                    row.stored_at.strftime("%H:%M:%S"),
+                )
+                for row in self.favourites
+            ]
+        )
 
     def _render_trace(self) -> None:
         trace: Trace | None = None
@@ -843,11 +868,14 @@ class DashboardApp(App[int]):
         title = f"{trace.trace_id}"
         if trace.command:
             title += f"  “{trace.command}”"
-        self.query_one("#trace-title", Label).update(title)
-        table = self.query_one("#trace-table", DataTable)
-        table.clear()
-        for row in trace.rows():
-            table.add_row(*row)
+        _update_label(self.query_one("#trace-title", Label), title)
+        self._tables["trace"].show(trace.rows())
+
+
+def _update_label(label: Label, text: str) -> None:
+    """Show ``text`` in ``label``; the same text again costs no redraw."""
+    if str(label.content) != text:
+        label.update(text)
 
 
 def topic_row(record: TopicRecord, now: datetime) -> tuple[str, ...]:

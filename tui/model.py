@@ -6,11 +6,13 @@ objects and the sources (:mod:`tui.sources`) fill them. Every collection is boun
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 from pipeline_core.events import EventDecodeError, decode_event
@@ -59,8 +61,9 @@ class TopicRecord:
     error: str | None = None
     dead_letter: bool = False
 
+    @cached_property
     def search_text(self) -> str:
-        """Every field the filter looks in, lower-cased and joined."""
+        """Every field the filter looks in, lower-cased and joined (made once)."""
         parts = [
             self.topic,
             str(self.partition),
@@ -188,11 +191,14 @@ class RecordBuffer:
     def matches(self, record: TopicRecord) -> bool:
         """Whether ``record`` passes the filter (every word must appear)."""
         words = self.filter_text.lower().split()
-        text = record.search_text()
+        text = record.search_text if words else ""
         return all(word in text for word in words)
 
     def visible(self, limit: int | None = None) -> list[TopicRecord]:
         """The records that pass the filter, newest first, at most ``limit``."""
+        if not self.filter_text.split():
+            newest = reversed(self._records)
+            return list(itertools.islice(newest, limit))
         shown: list[TopicRecord] = []
         for record in reversed(self._records):
             if self.matches(record):

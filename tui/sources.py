@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 #: Most records the topic tail hands over per batch.
 TAIL_BATCH = 500
+#: Records decoded in one go before the tail lets the dashboard's loop run others
+#: (decoding is the feed's work; this bounds how long a key press waits behind it).
+DECODE_CHUNK = 100
 #: Longest wait of the topic tail for one batch, in milliseconds.
 TAIL_WAIT_MS = 300
 #: Requests a burst keeps in flight at most.
@@ -92,11 +95,15 @@ class TopicTail:
         batches = await self._consumer.getmany(
             timeout_ms=TAIL_WAIT_MS, max_records=TAIL_BATCH
         )
-        records = [
-            record_from_kafka(message, dead_letter_topic=self.dead_letter_topic)
-            for messages in batches.values()
-            for message in messages
-        ]
+        messages = [message for part in batches.values() for message in part]
+        records: list[TopicRecord] = []
+        for start in range(0, len(messages), DECODE_CHUNK):
+            if start:
+                await asyncio.sleep(0)  # let a key press in between two chunks
+            records.extend(
+                record_from_kafka(message, dead_letter_topic=self.dead_letter_topic)
+                for message in messages[start : start + DECODE_CHUNK]
+            )
         records.sort(key=lambda record: record.timestamp)
         return records
 
