@@ -14,8 +14,9 @@ for the process to go idle, which under a flood it never does, so it would time
 Pilot's one-second idle waits rather than the app.)
 
 It samples its RSS after every press and writes ``{"key_ms": [...], "rss_mb":
-[...], "seen": [n], "rss_mb_end": [mb]}`` to ``--out``: ``seen`` is how many records
-the topic panel took in, ``rss_mb_end`` the memory once they did. With
+[...], "seen": [n], "rss_mb_end": [mb], "gc_ms": [...]}`` to ``--out``: ``seen`` is how
+many records the topic panel took in, ``rss_mb_end`` the memory once they did,
+``gc_ms`` how long each full garbage collection took. With
 ``--profile PATH`` the whole run is under :mod:`cProfile` and the statistics go to
 ``PATH`` (``python -m pstats PATH``); the timings are then slower than without.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import os
 import sys
@@ -85,6 +87,7 @@ async def _probe(args: argparse.Namespace) -> dict[str, list[float]]:
     )
     app = observed_app(config)
     me = psutil.Process()
+    gc_ms = _watch_collections()
     key_ms: list[float] = []
     rss_mb: list[float] = []
     async with app.run_test(headless=True, size=(160, 48)):
@@ -116,7 +119,25 @@ async def _probe(args: argparse.Namespace) -> dict[str, list[float]]:
         "rss_mb": rss_mb,
         "seen": [seen],
         "rss_mb_end": [rss_end],
+        "gc_ms": gc_ms,
     }
+
+
+def _watch_collections() -> list[float]:
+    """Note how long each full (oldest generation) garbage collection takes, in ms."""
+    pauses: list[float] = []
+    started = [0.0]
+
+    def note(phase: str, info: dict[str, int]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(note)
+    return pauses
 
 
 async def _until(condition: Callable[[], bool], timeout: float) -> None:
