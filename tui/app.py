@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 from pydantic import SecretStr
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.screen import Screen
 from textual.widgets import (
     DataTable,
     Footer,
@@ -183,6 +184,20 @@ class DashboardApp(App[int]):
         Binding("escape", "focus_topic", "topic", show=False),
         Binding("q", "quit", "quit"),
     ]
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The command palette: Textual's own commands, then every footer action."""
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if not isinstance(binding, Binding) or not binding.show:
+                continue
+            if binding.action == "quit":
+                continue
+            yield SystemCommand(
+                binding.description.capitalize(),
+                f"the dashboard's {binding.description} action (key {binding.key})",
+                partial(self.run_action, binding.action),
+            )
 
     class Connected(Message):
         """The stack answers (started or attached); the addresses are known."""

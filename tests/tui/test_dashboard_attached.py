@@ -271,3 +271,22 @@ async def test_a_stack_that_cannot_start_is_reported_and_leaves_nothing(
     assert "could not start" in status
     assert app.stack is not None
     assert not app.stack.backend.is_alive
+
+
+async def test_footer_actions_are_in_the_command_palette(
+    dashboard: tuple[RecordingDashboard, Pilot[int]],
+) -> None:
+    """Every footer action is a command palette entry; running one does the action."""
+    app, pilot = dashboard
+
+    titles = {command.title for command in app.get_system_commands(app.screen)}
+    pause = next(
+        command
+        for command in app.get_system_commands(app.screen)
+        if command.title == "Pause view"
+    )
+    await pause.callback()
+    await pilot.pause()
+
+    assert {"Send command", "Burst", "Kill consumer", "Malformed record"} <= titles
+    assert "paused" in str(app.query_one("#topic").border_subtitle)
