@@ -154,7 +154,7 @@ async def _run_probe(
     )
     try:
         while True:
-            if probe.check() != "running" or time.perf_counter() - started > feed_for:
+            if not probe.is_alive or time.perf_counter() - started > feed_for:
                 break
             await asyncio.sleep(0.1)
     finally:
