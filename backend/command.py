@@ -39,6 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="write a JSON object with backend_url here once the API answers",
     )
     parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log one line per HTTP request (off by default: accepted writes are"
+        " logged with their trace id, and /metrics counts every answer)",
+    )
+    parser.add_argument(
         "--api-token-file",
         type=Path,
         help="where to write the generated token when API_TOKEN is unset"
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             publish_timeout_seconds=settings.publish_timeout_seconds,
+            access_log=args.access_log,
         )
 
         def report(port: int) -> None:

@@ -44,8 +44,12 @@ RecipeIdPath = Annotated[
 ]
 
 
-def get_state(request: Request) -> BackendState:
-    """The running app's state (set by the lifespan)."""
+async def get_state(request: Request) -> BackendState:
+    """The running app's state (set by the lifespan).
+
+    ``async`` so that FastAPI calls it on the event loop: a plain ``def``
+    dependency costs a worker-thread round trip on every request.
+    """
     state: BackendState = request.app.state.backend
     return state
 
@@ -53,8 +57,8 @@ def get_state(request: Request) -> BackendState:
 State = Annotated[BackendState, Depends(get_state)]
 
 
-def trace_id_of(request: Request) -> str:
-    """The request's trace id, set by the trace id middleware."""
+async def trace_id_of(request: Request) -> str:
+    """The request's trace id, set by the trace id middleware (on the loop)."""
     trace_id: str = request.state.trace_id
     return trace_id
 

@@ -65,11 +65,14 @@ def presented_token(request: Request) -> str | None:
     return value.strip()
 
 
-def require_token(
+async def require_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
 ) -> None:
-    """Refuse the request with ``401`` unless it carries the API token."""
+    """Refuse the request with ``401`` unless it carries the API token.
+
+    ``async`` so that it runs on the event loop, not in a worker thread.
+    """
     expected: bytes = request.app.state.api_token
     presented = credentials.credentials if credentials is not None else None
     if not token_matches(presented, expected):
