@@ -110,3 +110,23 @@ def test_bad_repository_url_is_refused(
 
     with pytest.raises(KafkaJarsError, match="KAFKA_MAVEN_REPOSITORY"):
         ensure_kafka_jars(_lock_for(b"x"))
+
+
+def test_jar_changed_in_the_cache_after_fetching_is_never_run(
+    isolated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cached jar altered after a successful fetch is caught on the next call."""
+    content = b"real jar bytes"
+    source = isolated / "jars"
+    source.mkdir()
+    (source / "demo-1.0.jar").write_bytes(content)
+    monkeypatch.setenv("KAFKA_JARS_DIR", str(source))
+    lock = _lock_for(content)
+    [cached] = ensure_kafka_jars(lock)
+    (source / "demo-1.0.jar").unlink()
+
+    cached.write_bytes(b"real jar bytez")
+
+    with pytest.raises(KafkaJarsError):
+        ensure_kafka_jars(lock)
+    assert not cached.exists()
