@@ -8,6 +8,7 @@ wrong with it and gives an example of a good value. Secrets are kept as
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any
 
@@ -92,9 +93,23 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        if not value.startswith(("sqlite://", "postgresql://", "postgresql+")):
-            raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
-        return value
+        if value.startswith("sqlite:"):
+            path = value.removeprefix("sqlite:///")
+            if path == value or path in {"", ":memory:"}:
+                raise ValueError(
+                    "an SQLite URL must name a file, as sqlite:///path/to/file.db; an"
+                    " in-memory database would not be shared by the backend and the"
+                    " consumer"
+                )
+            return value
+        if value.startswith(("postgresql://", "postgresql+")):
+            if not _postgres_driver_installed(value):
+                raise ValueError(
+                    "a PostgreSQL URL needs its driver: pip install 'psycopg[binary]'"
+                    " (or psycopg2-binary for postgresql+psycopg2://)"
+                )
+            return value
+        raise ValueError("only sqlite:/// and postgresql:// URLs are supported")
 
     @field_validator("backend_url")
     @classmethod
@@ -102,6 +117,13 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s]+(/.*)?$", value):
             raise ValueError("expected an http:// or https:// URL")
         return value.rstrip("/")
+
+    @field_validator("api_token")
+    @classmethod
+    def _check_api_token_length(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < 16:
+            raise ValueError("the token is shorter than 16 characters")
+        return value
 
     @field_validator("api_token", "discord_token")
     @classmethod
@@ -139,6 +161,19 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except UnicodeDecodeError:
+        raise SettingsError(
+            "the .env file in the working directory is not UTF-8 text; save it as"
+            " UTF-8 or remove it"
+        ) from None
+
+
+def _postgres_driver_installed(url: str) -> bool:
+    scheme = url.split("://", 1)[0]
+    driver = scheme.split("+", 1)[1] if "+" in scheme else "psycopg2"
+    modules = {"psycopg": "psycopg", "psycopg2": "psycopg2", "asyncpg": "asyncpg"}
+    module = modules.get(driver, driver)
+    return importlib.util.find_spec(module) is not None
 
 
 def _describe(exc: ValidationError) -> str:

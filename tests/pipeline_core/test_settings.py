@@ -51,6 +51,9 @@ def test_defaults_are_the_design_defaults() -> None:
         ("CONSUMER_GROUP", "group/with/slashes"),
         ("DATABASE_URL", "mysql://db/favorites"),
         ("BACKEND_URL", "127.0.0.1:8000"),
+        ("DATABASE_URL", "sqlite://"),
+        ("DATABASE_URL", "sqlite:///:memory:"),
+        ("API_TOKEN", "short-token"),
         ("API_TOKEN", "changeme"),
         ("API_TOKEN", "has white space"),
     ],
@@ -109,3 +112,22 @@ def test_cli_reports_bad_configuration_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert "KAFKA_BOOTSTRAP_SERVERS is invalid" in err[0]
+
+
+def test_postgres_url_without_its_driver_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A PostgreSQL URL whose driver is not installed names the package to install."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql+nosuchdriver://db.example/app")
+
+    with pytest.raises(SettingsError, match="pip install"):
+        load_settings()
+
+
+def test_env_file_that_is_not_utf8_gives_one_clear_error() -> None:
+    """A .env file with bytes that are not UTF-8 is reported as such."""
+    with open(".env", "wb") as handle:
+        handle.write(b"FAVORITES_TOPIC=caf\xe9\n")
+
+    with pytest.raises(SettingsError, match="not UTF-8"):
+        load_settings()
