@@ -16,6 +16,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Protocol, cast
 
 from pipeline_core.commands import CommandFailed
@@ -39,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lag": ("pipeline_core.lag_command", "consumer lag per partition, with status"),
     "bench": ("recipe_pipeline.bench", "run the pipeline benchmark"),
 }
+
+
+#: Subcommands whose ``--ready-file`` is an output (``dashboard`` reads one instead).
+READY_FILE_WRITERS = frozenset({"broker", "up", "backend", "consumer", "bot"})
 
 
 class CommandModule(Protocol):
@@ -93,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
             stream=sys.stderr,
         )
+    ready_file: Path | None = getattr(args, "ready_file", None)
+    if args.command not in READY_FILE_WRITERS:
+        ready_file = None
     try:
+        if ready_file is not None:
+            # A ready file left by an earlier run must not pass for this one.
+            ready_file.unlink(missing_ok=True)
         return _load(args.command).run(args)
     except SettingsError as exc:
         print(f"recipe-pipeline {args.command}: configuration: {exc}", file=sys.stderr)  # noqa: T201
@@ -101,5 +112,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandFailed as exc:
         print(f"recipe-pipeline {args.command}: {exc}", file=sys.stderr)  # noqa: T201
         return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        print(f"recipe-pipeline {args.command}: {reason}{where}", file=sys.stderr)  # noqa: T201
+        return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        if ready_file is not None:
+            # Once the command has ended, what the file announced no longer answers.
+            ready_file.unlink(missing_ok=True)
