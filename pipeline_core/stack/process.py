@@ -7,9 +7,18 @@ are kept in a bounded buffer for screens and error messages.
 
 Children are started in their own session, so a Ctrl-C in the terminal reaches only
 the supervisor, which then stops them in order. On Linux each child also asks the
-kernel for SIGTERM when the thread that started it ends (``PR_SET_PDEATHSIG``), so no
+kernel for SIGKILL when the thread that started it ends (``PR_SET_PDEATHSIG``), so no
 child outlives a supervisor that was killed; start children from the event loop's
-thread, never from a short-lived worker thread.
+thread, never from a short-lived worker thread. SIGKILL, not SIGTERM: a child paused
+with SIGSTOP (:meth:`ComponentProcess.pause`) would keep a SIGTERM pending for ever,
+while SIGKILL ends a stopped process too. Nothing is lost by it: the pipeline is
+exactly-once in effect (offsets are committed only after the database transaction
+that applied them, and an event the broker did not acknowledge was never answered
+with 202), so a child killed at any moment leaves no acknowledged favourite behind.
+
+Each :class:`ComponentProcess` starts its log file afresh on its first start (a
+restart appends), so its log and :meth:`ComponentProcess.poll_log` hold this run's
+lines only; a stack's lock on its data dir keeps other runs off the file meanwhile.
 """
 
 from __future__ import annotations
@@ -72,7 +81,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child
     if not sys.platform.startswith("linux"):
         return
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class ComponentProcess:
@@ -324,7 +333,7 @@ class ComponentProcess:
         self.ready = {}
         self.exit_code = None
         self._close_log()
-        self._log_handle = self.log_path.open("ab")
+        self._log_handle = self.log_path.open("ab" if self._starts else "wb")
         self._starts += 1
         header = f"--- {self.name} start #{self._starts} ---\n"
         self._log_handle.write(header.encode())

@@ -236,16 +236,52 @@ async def test_state_callback_sees_every_change(tmp_path: Path) -> None:
     ]
 
 
+async def test_a_new_component_does_not_replay_an_earlier_runs_log(
+    tmp_path: Path,
+) -> None:
+    """A log file left by an earlier run is not handed out as this run's lines."""
+    component = make_child(tmp_path, "ready")
+    component.log_path.parent.mkdir(parents=True)
+    component.log_path.write_text("child: a line of an earlier run\n")
+    try:
+        await component.start(timeout=30)
+
+        lines = component.poll_log()
+    finally:
+        await component.stop(timeout=10)
+
+    assert "child: ready" in lines
+    assert "child: a line of an earlier run" not in lines
+
+
+async def test_a_restart_keeps_the_lines_of_the_child_before_it(
+    running_child: ComponentProcess,
+) -> None:
+    """Within one run, a restart appends: the first child's lines stay readable."""
+    await running_child.restart(timeout=30)
+
+    lines = running_child.poll_log()
+
+    assert "child: stopping" in lines
+    assert lines.count("child: ready") == 2
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PDEATHSIG is Linux")
-async def test_child_does_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
-    """When the supervising process is SIGKILLed, its child ends too."""
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "paused"])
+async def test_child_does_not_outlive_a_killed_supervisor(
+    tmp_path: Path, paused: bool
+) -> None:
+    """When the supervising process is SIGKILLed, its child ends too, also while it
+    is paused (SIGSTOP)."""
     parent = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ORPHAN_PARENT),
         str(tmp_path),
+        *(["--pause"] if paused else []),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    child_pid: int | None = None
     try:
         assert parent.stdout is not None
         assert parent.stderr is not None
@@ -255,6 +291,8 @@ async def test_child_does_not_outlive_a_killed_supervisor(tmp_path: Path) -> Non
             raise AssertionError(f"the supervisor ended early: {errors.decode()}")
         child_pid = int(line)
         assert _alive(child_pid)
+        if paused:
+            await wait_for(lambda: _status(child_pid) == psutil.STATUS_STOPPED)
 
         parent.kill()
         await asyncio.wait_for(parent.wait(), 10)
@@ -264,6 +302,15 @@ async def test_child_does_not_outlive_a_killed_supervisor(tmp_path: Path) -> Non
         if parent.returncode is None:
             parent.kill()
             await asyncio.wait_for(parent.wait(), 10)
+        if child_pid is not None and _alive(child_pid):
+            os.kill(child_pid, signal.SIGKILL)
+
+
+def _status(pid: int) -> str | None:
+    try:
+        return str(psutil.Process(pid).status())
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _alive(pid: int) -> bool:
