@@ -39,7 +39,10 @@ def main() -> int:
         sys.stdout.flush()
     sys.stdout.write("child: ready\n")
     sys.stdout.flush()
-    ready.write_text(json.dumps(payload))
+    # Written as the real components write it: whole, by a rename.
+    partial = ready.with_name(ready.name + ".partial")
+    partial.write_text(json.dumps(payload))
+    partial.replace(ready)
     stop.wait(60)
     sys.stdout.write("child: stopping\n")
     return 0
