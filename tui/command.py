@@ -11,7 +11,9 @@ The bot always runs inside the dashboard on the local gateway, also when
 ``recipe-pipeline bot`` for that).
 
 The dashboard never writes to stdout or stderr while it runs; its log goes to
-``<data-dir>/run/dashboard.log``.
+``<data-dir>/run/dashboard.log``. A dashboard that would start a stack on a data dir
+or SQLite database another running stack holds is refused before it opens (one line,
+exit 1), and writes nothing there.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pipeline_core.commands import CommandFailed
 
 if TYPE_CHECKING:
     from pipeline_core.settings import Settings
+    from pipeline_core.stack import StackConfig
     from tui.app import Addresses, DashboardApp, DashboardConfig
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     config = dashboard_config(settings, args.attach, args.ready_file, args.data_dir)
+    if config.stack is not None:
+        _refuse_a_used_stack(config.stack)
     _log_to_file(args.data_dir / "run" / "dashboard.log", args.log_level)
     return asyncio.run(_run_app(DashboardApp(config)))
 
@@ -101,6 +106,16 @@ def dashboard_config(
         attach=addresses,
         api_token=token,
     )
+
+
+def _refuse_a_used_stack(stack: StackConfig) -> None:
+    from pipeline_core.stack import StackError
+    from pipeline_core.stack.stack import check_not_in_use
+
+    try:
+        check_not_in_use(stack)
+    except StackError as exc:
+        raise CommandFailed(str(exc)) from None
 
 
 def _read_ready_file(path: Path) -> tuple[Addresses, Path | None]:

@@ -2,11 +2,14 @@
 
 Starts the stack (:class:`~pipeline_core.stack.Stack`) from the configuration and,
 once everything answers, writes the ready file: ``kafka_bootstrap``,
-``backend_url``, ``database_url``, and ``api_token_file`` (the path of a file only
-this user can read that holds the API token; the token itself is never written to
-the ready file or the log). Then it copies the children's log lines to stderr, each
-prefixed with the component's name, until SIGINT or SIGTERM, stops everything in
-reverse order and exits 0. A child that dies on its own stops the stack with exit 1.
+``backend_url``, ``database_url``, and ``api_token_file`` (the absolute path of a
+file only this user can read that holds the API token; the token itself is never
+written to the ready file or the log). Then it copies this run's log lines of the
+children to stderr, each prefixed with the component's name, until SIGINT or
+SIGTERM, stops everything in reverse order and exits 0. A child or the embedded
+broker that dies on its own stops the rest of the stack, with exit 1 and one line
+naming the log to read. A data dir or SQLite database that another running stack
+holds is refused at once (exit 1), before anything in it is touched.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ async def _serve(config: StackConfig, ready_file: Path | None) -> int:
             raise CommandFailed(str(exc)) from None
 
         if ready_file is not None:
-            payload = {**stack.addresses(), "api_token_file": str(stack.api_token_file)}
+            token_file = str(stack.api_token_file.absolute())
+            payload = {**stack.addresses(), "api_token_file": token_file}
             write_ready_file(ready_file, payload)
         logger.info("stack ready: %s", stack.addresses())
         return await _watch(stack, stop)
@@ -87,6 +91,11 @@ async def _serve(config: StackConfig, ready_file: Path | None) -> int:
 
 async def _watch(stack: Stack, stop: asyncio.Event) -> int:
     while not stop.is_set():
+        broker = stack.broker
+        if broker is not None and not broker.running:
+            raise CommandFailed(
+                f"the embedded Kafka broker exited; see {broker.log_file}"
+            )
         for name, component in stack.components.items():
             for line in component.poll_log():
                 sys.stderr.write(f"[{name}] {line}\n")

@@ -1,7 +1,11 @@
 """The whole pipeline as supervised parts: broker, topics, backend, consumer.
 
 :class:`Stack` starts them in that order, each step bounded, and stops them in
-reverse order, also when a step fails or the start is cancelled (Ctrl-C). The broker
+reverse order, also when a step fails or the start is cancelled (Ctrl-C). One data
+dir and one SQLite database serve one running stack: before it touches anything, a
+stack takes an exclusive lock on ``<data_dir>/stack.lock`` and on
+``<sqlite file>.stack-lock``, holds them until it stopped, and a second stack is
+refused at once (:class:`StackError`). The broker
 is the embedded one, run in this process, unless :attr:`StackConfig.bootstrap` names
 an existing cluster. The backend and the consumer are child processes
 (:class:`~pipeline_core.stack.process.ComponentProcess`). The bot is not part of the
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from pipeline_core.settings import Settings
+from pipeline_core.stack.lock import LockHeld, RunLock
 from pipeline_core.stack.process import (
     ComponentError,
     ComponentProcess,
@@ -51,7 +56,8 @@ class StackConfig:
 
     Attributes:
         data_dir: holds the broker's data (``kafka/``), the children's logs and
-            ready files (``run/``), and the default SQLite database.
+            ready files (``run/``), the default SQLite database, and the lock
+            (``stack.lock``) that keeps it to one running stack.
         topic: the interactions topic; ``<topic>.dlq`` holds the dead letters.
         group: the storing consumer's group.
         database_url: where favourites are stored; ``None`` means
@@ -114,6 +120,43 @@ def absolute_sqlite_url(url: str) -> str:
     return f"{absolute}?{query}" if query else absolute
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file an absolute SQLite URL names (``None`` for other URLs)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix + "/"):
+        return None
+    path = url.removeprefix(prefix).partition("?")[0]
+    return Path(path) if path else None
+
+
+def data_dir_lock(data_dir: Path) -> RunLock:
+    """The lock that keeps a second stack off ``data_dir``."""
+    return RunLock(data_dir / "stack.lock")
+
+
+def database_lock(database_url: str) -> RunLock | None:
+    """The lock that keeps a second stack off a SQLite file (``None`` otherwise)."""
+    path = sqlite_file(database_url)
+    return None if path is None else RunLock(path.with_name(path.name + ".stack-lock"))
+
+
+def check_not_in_use(config: StackConfig) -> None:
+    """Refuse at once when another running stack holds this config's files.
+
+    A probe for commands that should fail before they open a screen or a log: the
+    locks are taken and let go again; :meth:`Stack.start` takes them for good.
+
+    Raises:
+        StackError: the data dir or the SQLite database is in use.
+    """
+    for lock in Stack(config).take_locks():
+        lock.release()
+
+
+def _holder(exc: LockHeld) -> str:
+    return f"pid {exc.holder_pid}" if exc.holder_pid else "pid unknown"
+
+
 class Stack:
     """Broker, topics, backend and consumer, started and stopped as one.
 
@@ -135,9 +178,11 @@ class Stack:
         on_component_state: Callable[[ComponentProcess], None] | None = None,
     ) -> None:
         self.config = config
-        self.run_dir = config.data_dir / "run"
+        #: the data dir as an absolute path (the paths the stack hands out are too)
+        self.data_dir = config.data_dir.expanduser().resolve()
+        self.run_dir = self.data_dir / "run"
         self.database_url = absolute_sqlite_url(
-            config.database_url or f"sqlite:///{config.data_dir / 'favorites.db'}"
+            config.database_url or f"sqlite:///{self.data_dir / 'favorites.db'}"
         )
         self._api_token = config.api_token or SecretStr(secrets.token_urlsafe(32))
         self._on_progress = on_progress
@@ -240,7 +285,48 @@ class Stack:
         """
         return self.run_dir / "api-token"
 
+    def take_locks(self) -> list[RunLock]:
+        """Lock the data dir, then the SQLite database file; all or nothing.
+
+        Returns:
+            The locks taken, to be released in reverse order when the stack stops.
+
+        Raises:
+            StackError: another running stack holds one of them; nothing is held
+                and nothing in the data dir was changed.
+        """
+        taken: list[RunLock] = []
+        try:
+            lock = data_dir_lock(self.data_dir)
+            try:
+                lock.acquire()
+            except LockHeld as exc:
+                raise StackError(
+                    f"data dir {self.data_dir} is in use by another running stack"
+                    f" ({_holder(exc)}); pass another --data-dir"
+                ) from None
+            taken.append(lock)
+
+            lock_of_database = database_lock(self.database_url)
+            if lock_of_database is not None:
+                try:
+                    lock_of_database.acquire()
+                except LockHeld as exc:
+                    raise StackError(
+                        f"database {sqlite_file(self.database_url)} is in use by"
+                        f" another running stack ({_holder(exc)}); set DATABASE_URL"
+                        " to a database of this stack's own"
+                    ) from None
+                taken.append(lock_of_database)
+        except BaseException:
+            for held in reversed(taken):
+                held.release()
+            raise
+        return taken
+
     async def _start_steps(self, exit_stack: AsyncExitStack) -> None:
+        for lock in self.take_locks():
+            exit_stack.callback(lock.release)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._write_token_file()
         exit_stack.callback(self.api_token_file.unlink, missing_ok=True)
@@ -272,7 +358,7 @@ class Stack:
         from pipeline_core.broker.embedded import EmbeddedBroker
 
         broker = EmbeddedBroker(
-            self.config.data_dir / "kafka",
+            self.data_dir / "kafka",
             startup_timeout=self.config.broker_timeout,
             progress=self._progress,
         )
