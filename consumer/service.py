@@ -104,6 +104,8 @@ class _OffsetCommitter:
     task commits them, one request at a time, and offsets added while a request is
     out are merged and go in the next one. What waits is bounded by the partitions
     owned (one offset each) and the batches applied during one commit request.
+    ``on_committed`` gets the arrival times of the batches a commit covered, unless
+    the commit was refused (``commit`` returned nothing).
     """
 
     def __init__(
@@ -133,9 +135,9 @@ class _OffsetCommitter:
         while self._pending or self._started:
             offsets, self._pending = self._pending, {}
             started, self._started = self._started, []
-            if offsets:
-                await self._commit(offsets)
-            self._on_committed(started)
+            committed = await self._commit(offsets) if offsets else {}
+            if committed or not offsets:
+                self._on_committed(started)
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -55,3 +55,17 @@ async def test_flush_returns_only_after_every_added_offset_is_committed() -> Non
     await asyncio.wait_for(flushing, 5)
 
     assert broker.requests[-1] == {"p0": 2}
+
+
+async def test_refused_commit_is_not_reported_as_committed() -> None:
+    """A commit the group refuses (nothing committed) reports no batch as done."""
+
+    async def refuse(_offsets: dict[str, int]) -> dict[str, int]:
+        return {}
+
+    committed: list[list[float]] = []
+    committer = _OffsetCommitter(refuse, committed.append)
+    committer.add({"p0": 7}, 1.0)
+    await asyncio.wait_for(committer.flush(), 5)
+
+    assert committed == []
