@@ -4,6 +4,13 @@ Ready file keys (``--ready-file``): ``metrics_url``, ``group``, ``topic``, writt
 once the member has joined its group and the metrics answer. On SIGTERM or SIGINT
 the batch in flight is finished and committed, the member leaves its group and the
 command exits 0; the whole stop is bounded by ``--stop-timeout``.
+
+If the broker is gone or does not answer while stopping, the stop still ends
+within ``--stop-timeout``: both Kafka clients are closed, one warning says the
+broker was unreachable and which offsets (if any) were not committed, and the
+command exits 0, since it stopped as asked and lost nothing: offsets are committed
+only after their transaction, so the records past the last committed offset are
+already stored and come back on restart as counted duplicates.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ from pathlib import Path
 from pipeline_core.commands import CommandFailed
 
 logger = logging.getLogger(__name__)
+
+#: The service bounds its own stop by --stop-timeout; this much more is allowed
+#: before the command gives up on it and cancels it (a last resort).
+LAST_RESORT_MARGIN_S = 5.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -119,9 +130,11 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
 
     service = StoringConsumer(options, FavoriteStore(engine), metrics)
-    task = asyncio.create_task(service.run(stop, on_ready))
+    task = asyncio.create_task(
+        service.run(stop, on_ready, stop_timeout=args.stop_timeout)
+    )
     try:
-        await _until_stopped(task, stop, args.stop_timeout)
+        await _until_stopped(task, stop, args.stop_timeout + LAST_RESORT_MARGIN_S)
     except (ConsumerError, DatabaseUnavailable) as exc:
         raise CommandFailed(str(exc)) from None
     finally:
@@ -149,4 +162,6 @@ async def _until_stopped(
             task.cancel()
             await asyncio.wait({task}, timeout=5)
             return
+    if task.cancelled():
+        return
     task.result()

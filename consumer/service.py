@@ -63,7 +63,7 @@ DLQ_HEADERS = (DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET, DLQ_ER
 START_TIMEOUT_S = 30.0
 COMMIT_TIMEOUT_S = 15.0
 DLQ_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S = 15.0  # default stop budget, see StoringConsumer.run
 PRUNE_INTERVAL_S = 3600.0
 
 #: Records per batch and database transaction: larger batches cost fewer commits
@@ -118,10 +118,12 @@ class _OffsetCommitter:
         self._pending: dict[Any, int] = {}
         self._started: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self._unconfirmed: dict[Any, int] = {}
 
     def add(self, offsets: Mapping[Any, int], started: float) -> None:
         """Commit ``offsets`` (of a batch that arrived at ``started``) soon."""
         self._pending.update(offsets)
+        self._unconfirmed.update(offsets)
         self._started.append(started)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain())
@@ -136,8 +138,25 @@ class _OffsetCommitter:
             offsets, self._pending = self._pending, {}
             started, self._started = self._started, []
             committed = await self._commit(offsets) if offsets else {}
+            for tp, offset in committed.items():
+                if tp in self._unconfirmed and self._unconfirmed[tp] <= offset:
+                    del self._unconfirmed[tp]
             if committed or not offsets:
                 self._on_committed(started)
+
+    def uncommitted(self) -> dict[Any, int]:
+        """Offsets of applied batches whose commit has not been confirmed."""
+        return dict(self._unconfirmed)
+
+    async def abandon(self) -> None:
+        """Stop committing (the broker did not answer in time); nothing is lost:
+        what was not committed is redelivered and absorbed as duplicates."""
+        task, self._task = self._task, None
+        self._pending.clear()
+        self._started.clear()
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -179,6 +198,13 @@ class _BatchInFlight:
         if task is not None:
             await task
 
+    async def abandon(self) -> None:
+        """Stop waiting for the batch in flight and cancel it."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+
     def raise_if_failed(self) -> None:
         """Raise the error of a batch that already ended with one."""
         if self._task is not None and self._task.done():
@@ -202,12 +228,23 @@ class StoringConsumer:
         self._last_prune = 0.0
 
     async def run(
-        self, stop: asyncio.Event, on_ready: Callable[[], None] | None = None
+        self,
+        stop: asyncio.Event,
+        on_ready: Callable[[], None] | None = None,
+        *,
+        stop_timeout: float = STOP_TIMEOUT_S,
     ) -> None:
         """Consume until ``stop`` is set, then leave the group.
 
         ``on_ready`` is called once, after the first poll returned (the member has
         joined its group and the broker answers).
+
+        The stop takes at most about ``stop_timeout`` seconds from the end of the
+        loop: half of it for the batch in flight and the commit of every applied
+        offset, the rest for closing both clients (leaving the group). Whatever
+        the broker does not answer in time is given up, never a transaction: the
+        offsets not committed are named in one warning and their records come back
+        on restart as duplicates. Both clients are closed in every case.
 
         Raises:
             ConsumerError: the broker could not be reached at start.
@@ -235,15 +272,26 @@ class StoringConsumer:
         producer = AIOKafkaProducer(
             bootstrap_servers=opts.bootstrap, client_id=opts.client_id, acks="all"
         )
+        loop = asyncio.get_running_loop()
+        shutdown = _Shutdown(opts.bootstrap)
         try:
             await self._start(consumer, producer)
-            try:
-                await self._loop(consumer, producer, committer, stop, on_ready)
-            finally:
-                await committer.flush()
+            await self._loop(
+                consumer, producer, committer, stop, on_ready, stop_timeout, shutdown
+            )
         finally:
-            await _stop_quietly(consumer, "consumer (leaving the group)")
-            await _stop_quietly(producer, "dead-letter producer")
+            deadline = shutdown.deadline or loop.time() + stop_timeout
+            flush_by = deadline - stop_timeout / 2
+            try:
+                async with asyncio.timeout_at(flush_by):
+                    await committer.flush()
+            except TimeoutError:
+                shutdown.unanswered("committing offsets")
+                await committer.abandon()
+            if not shutdown.any_unanswered:
+                await _probe(consumer, flush_by, shutdown)
+            await _close_clients(consumer, producer, deadline, shutdown)
+            shutdown.report(committer.uncommitted())
 
     async def _start(self, consumer: Any, producer: Any) -> None:
         opts = self._options
@@ -271,6 +319,8 @@ class StoringConsumer:
         committer: _OffsetCommitter,
         stop: asyncio.Event,
         on_ready: Callable[[], None] | None,
+        stop_timeout: float,
+        shutdown: _Shutdown,
     ) -> None:
         opts = self._options
         ready = False
@@ -296,7 +346,16 @@ class StoringConsumer:
                     await in_flight.finish()
                     await self._prune()
         finally:
-            await in_flight.finish()
+            shutdown.begin(stop_timeout)
+            try:
+                async with asyncio.timeout_at(shutdown.flush_by):
+                    await in_flight.finish()
+            except TimeoutError:
+                # Only the broker can hold a batch this long (its dead letters'
+                # acknowledgement); its transaction has not run or its offsets
+                # are simply not committed.
+                shutdown.unanswered("acknowledging dead letters")
+                await in_flight.abandon()
 
     async def _handle(
         self,
@@ -452,9 +511,113 @@ def _log_batch(
     )
 
 
-async def _stop_quietly(client: Any, what: str) -> None:
+class _Shutdown:
+    """The stop's deadline and what the broker left unanswered during it."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self.deadline: float | None = None
+        self.flush_by = 0.0
+        self._unanswered: list[str] = []
+
+    def begin(self, stop_timeout: float) -> None:
+        """Start the stop's clock (once): half for finishing, half for closing."""
+        if self.deadline is None:
+            now = asyncio.get_running_loop().time()
+            self.deadline = now + stop_timeout
+            self.flush_by = now + stop_timeout / 2
+            # aiokafka logs every failed retry; the one line of report() says it.
+            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+            asyncio.get_running_loop().set_exception_handler(_quiet_kafka_errors)
+
+    def unanswered(self, what: str) -> None:
+        """Note that the broker did not answer ``what`` in time."""
+        self._unanswered.append(what)
+
+    @property
+    def any_unanswered(self) -> bool:
+        """Whether the broker left anything unanswered so far."""
+        return bool(self._unanswered)
+
+    def report(self, uncommitted: Mapping[Any, int]) -> None:
+        """Log one warning if the broker left anything unanswered or uncommitted."""
+        if not self._unanswered and not uncommitted:
+            return
+        if uncommitted:
+            offsets = ", ".join(
+                f"{tp.partition}:{offset}"
+                for tp, offset in sorted(
+                    uncommitted.items(), key=lambda i: i[0].partition
+                )
+            )
+            committed = (
+                f"offsets not committed (partition:next offset {offsets}); their "
+                "records are stored and will be redelivered on restart, counted as "
+                "duplicates"
+            )
+        else:
+            committed = "every applied offset was committed"
+        logger.warning(
+            "Kafka at %s unreachable while stopping (no answer to %s); %s",
+            self._bootstrap,
+            ", ".join(self._unanswered) or "an offset commit",
+            committed,
+        )
+
+
+def _quiet_kafka_errors(
+    loop: asyncio.AbstractEventLoop, context: dict[str, Any]
+) -> None:
+    """Log a Kafka error of a task aiokafka started and left behind (a commit
+    request whose caller gave up) as one debug line, not a traceback; anything
+    else goes to the default handler."""
+    if isinstance(context.get("exception"), KafkaError):
+        logger.debug("aiokafka background task ended: %s", context["exception"])
+        return
+    loop.default_exception_handler(context)
+
+
+async def _probe(consumer: Any, by: float, shutdown: _Shutdown) -> None:
+    """Ask the broker for metadata (by ``by``, at least 1 s) to learn whether it
+    still answers; the offsets may all be committed and yet the broker gone."""
+    wait = max(1.0, by - asyncio.get_running_loop().time())
     try:
-        async with asyncio.timeout(STOP_TIMEOUT_S):
-            await client.stop()
-    except (TimeoutError, KafkaError):
-        logger.warning("stopping the %s did not finish cleanly", what, exc_info=True)
+        async with asyncio.timeout(wait):
+            # aiokafka has no public "is the cluster reachable" call.
+            await consumer._client.fetch_all_metadata()
+    except (TimeoutError, KafkaError, OSError):
+        shutdown.unanswered("a metadata request")
+
+
+async def _close_clients(
+    consumer: Any, producer: Any, deadline: float, shutdown: _Shutdown
+) -> None:
+    """Stop both clients by ``deadline``; past it, close their connections."""
+    stops = [
+        asyncio.create_task(consumer.stop()),
+        asyncio.create_task(producer.stop()),
+    ]
+    loop = asyncio.get_running_loop()
+    _done, pending = await asyncio.wait(stops, timeout=max(0.0, deadline - loop.time()))
+    if pending:
+        shutdown.unanswered("leaving the group")
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending)
+        # The clients' own stop got no answer: close their network clients so
+        # no connection is left open (aiokafka's public stop has no deadline).
+        await _close_network(consumer._client)
+        await _close_network(producer.client)
+    for task in stops:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("closing a Kafka client failed: %s", task.exception())
+
+
+async def _close_network(client: Any) -> None:
+    try:
+        async with asyncio.timeout(2):
+            await client.close()
+    except (TimeoutError, KafkaError, OSError) as exc:
+        logger.warning(
+            "closing Kafka connections failed: %s", exc or type(exc).__name__
+        )
