@@ -292,6 +292,7 @@ class StoringConsumer:
                 await _probe(consumer, flush_by, shutdown)
             await _close_clients(consumer, producer, deadline, shutdown)
             shutdown.report(committer.uncommitted())
+            shutdown.end()
 
     async def _start(self, consumer: Any, producer: Any) -> None:
         opts = self._options
@@ -511,6 +512,11 @@ def _log_batch(
     )
 
 
+def _mute(_record: logging.LogRecord) -> bool:
+    """A log filter that drops every record."""
+    return False
+
+
 class _Shutdown:
     """The stop's deadline and what the broker left unanswered during it."""
 
@@ -519,6 +525,7 @@ class _Shutdown:
         self.deadline: float | None = None
         self.flush_by = 0.0
         self._unanswered: list[str] = []
+        self._previous_handler: Any = None
 
     def begin(self, stop_timeout: float) -> None:
         """Start the stop's clock (once): half for finishing, half for closing."""
@@ -527,8 +534,18 @@ class _Shutdown:
             self.deadline = now + stop_timeout
             self.flush_by = now + stop_timeout / 2
             # aiokafka logs every failed retry; the one line of report() says it.
-            logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-            asyncio.get_running_loop().set_exception_handler(_quiet_kafka_errors)
+            logging.getLogger("aiokafka").addFilter(_mute)
+            loop = asyncio.get_running_loop()
+            self._previous_handler = loop.get_exception_handler()
+            loop.set_exception_handler(_quiet_kafka_errors)
+
+    def end(self) -> None:
+        """Unmute aiokafka's log; keep the exception handler if a request was
+        given up on (aiokafka's task for it may still end later with an error)."""
+        logging.getLogger("aiokafka").removeFilter(_mute)
+        if self.deadline is not None and not self._unanswered:
+            loop = asyncio.get_running_loop()
+            loop.set_exception_handler(self._previous_handler)
 
     def unanswered(self, what: str) -> None:
         """Note that the broker did not answer ``what`` in time."""

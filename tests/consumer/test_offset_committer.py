@@ -69,3 +69,21 @@ async def test_refused_commit_is_not_reported_as_committed() -> None:
     await asyncio.wait_for(committer.flush(), 5)
 
     assert committed == []
+
+
+async def test_abandon_leaves_the_unanswered_offsets_reported_uncommitted() -> None:
+    """Offsets whose commit got no answer are reported by uncommitted() after
+    abandon(); those already committed are not."""
+    broker = _Broker()
+    committer = _OffsetCommitter(broker.commit, lambda _started: None)
+    committer.add({"p0": 4}, 0.0)
+    broker.release.set()
+    await asyncio.wait_for(committer.flush(), 5)
+    broker.release.clear()
+    broker.arrived.clear()
+    committer.add({"p1": 9}, 0.0)
+    await asyncio.wait_for(broker.arrived.wait(), 5)
+
+    await asyncio.wait_for(committer.abandon(), 5)
+
+    assert committer.uncommitted() == {"p1": 9}
