@@ -239,8 +239,8 @@ class StoringConsumer:
         ``on_ready`` is called once, after the first poll returned (the member has
         joined its group and the broker answers).
 
-        The stop takes at most about ``stop_timeout`` seconds from the end of the
-        loop: half of it for the batch in flight and the commit of every applied
+        The stop takes at most about ``stop_timeout`` seconds from ``stop`` being
+        set: half of it for the batch in flight and the commit of every applied
         offset, the rest for closing both clients (leaving the group). Whatever
         the broker does not answer in time is given up, never a transaction: the
         offsets not committed are named in one warning and their records come back
@@ -274,12 +274,15 @@ class StoringConsumer:
         )
         loop = asyncio.get_running_loop()
         shutdown = _Shutdown(opts.bootstrap)
+        # The stop's clock starts when it is asked for, not when the loop notices.
+        clock = asyncio.create_task(_begin_on(stop, shutdown, stop_timeout))
         try:
             await self._start(consumer, producer)
             await self._loop(
                 consumer, producer, committer, stop, on_ready, stop_timeout, shutdown
             )
         finally:
+            clock.cancel()
             deadline = shutdown.deadline or loop.time() + stop_timeout
             flush_by = deadline - stop_timeout / 2
             try:
@@ -289,8 +292,10 @@ class StoringConsumer:
                 shutdown.unanswered("committing offsets")
                 await committer.abandon()
             if not shutdown.any_unanswered:
-                await _probe(consumer, flush_by, shutdown)
-            await _close_clients(consumer, producer, deadline, shutdown)
+                await _probe(consumer, flush_by, min(1.0, stop_timeout / 10), shutdown)
+            await _close_clients(
+                consumer, producer, deadline, min(1.0, stop_timeout / 5), shutdown
+            )
             shutdown.report(committer.uncommitted())
             shutdown.end()
 
@@ -594,10 +599,18 @@ def _quiet_kafka_errors(
     loop.default_exception_handler(context)
 
 
-async def _probe(consumer: Any, by: float, shutdown: _Shutdown) -> None:
-    """Ask the broker for metadata (by ``by``, at least 1 s) to learn whether it
-    still answers; the offsets may all be committed and yet the broker gone."""
-    wait = max(1.0, by - asyncio.get_running_loop().time())
+async def _begin_on(stop: asyncio.Event, shutdown: _Shutdown, timeout: float) -> None:
+    await stop.wait()
+    shutdown.begin(timeout)
+
+
+async def _probe(
+    consumer: Any, by: float, at_least: float, shutdown: _Shutdown
+) -> None:
+    """Ask the broker for metadata (by ``by``, or for ``at_least`` seconds) to
+    learn whether it still answers; the offsets may all be committed and yet the
+    broker gone."""
+    wait = max(at_least, by - asyncio.get_running_loop().time())
     try:
         async with asyncio.timeout(wait):
             # aiokafka has no public "is the cluster reachable" call.
@@ -607,15 +620,17 @@ async def _probe(consumer: Any, by: float, shutdown: _Shutdown) -> None:
 
 
 async def _close_clients(
-    consumer: Any, producer: Any, deadline: float, shutdown: _Shutdown
+    consumer: Any, producer: Any, deadline: float, reserve: float, shutdown: _Shutdown
 ) -> None:
-    """Stop both clients by ``deadline``; past it, close their connections."""
+    """Stop both clients by ``deadline - reserve``; past it, close their
+    connections within ``reserve`` seconds."""
     stops = [
         asyncio.create_task(consumer.stop()),
         asyncio.create_task(producer.stop()),
     ]
     loop = asyncio.get_running_loop()
-    _done, pending = await asyncio.wait(stops, timeout=max(0.0, deadline - loop.time()))
+    wait = max(0.0, deadline - reserve - loop.time())
+    _done, pending = await asyncio.wait(stops, timeout=wait)
     if pending:
         shutdown.unanswered("leaving the group")
         for task in pending:
@@ -623,16 +638,18 @@ async def _close_clients(
         await asyncio.wait(pending)
         # The clients' own stop got no answer: close their network clients so
         # no connection is left open (aiokafka's public stop has no deadline).
-        await _close_network(consumer._client)
-        await _close_network(producer.client)
+        await asyncio.gather(
+            _close_network(consumer._client, reserve),
+            _close_network(producer.client, reserve),
+        )
     for task in stops:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("closing a Kafka client failed: %s", task.exception())
 
 
-async def _close_network(client: Any) -> None:
+async def _close_network(client: Any, timeout: float) -> None:
     try:
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(timeout):
             await client.close()
     except (TimeoutError, KafkaError, OSError) as exc:
         logger.warning(
