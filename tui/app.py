@@ -2,8 +2,9 @@
 
 :class:`DashboardApp` either starts a :class:`~pipeline_core.stack.Stack` (broker,
 backend and consumer as supervised children) or attaches to running services, runs
-the bot in this process on the local gateway, and shows six panels fed from the
-real sources: the stack, the bot, the topic, lag, stored favourites and traces.
+the bot in this process on the local gateway, and shows seven panels fed from the
+real sources: the stack, the bot, the topic, its dead letters, lag, stored
+favourites and traces.
 
 Nothing blocks the UI's loop: Kafka and HTTP are asyncio workers, the database is
 read in a thread worker, and every buffer is bounded. The app never writes to
@@ -56,21 +57,24 @@ from pipeline_core.stack import (
     StackError,
 )
 from tui.model import (
+    DeadLetter,
+    DeadLetterBuffer,
     LagTrend,
     RecordBuffer,
     TopicRecord,
     Trace,
     TraceBook,
+    behind_from_stamp,
     describe_behind,
     format_age,
     parse_user,
-    time_behind,
 )
 from tui.screens import BurstScreen, DetailScreen
 from tui.sources import (
     HTTP_TIMEOUT_S,
     BurstResult,
     FavouriteRow,
+    StampReader,
     TopicTail,
     catalog_recipe_ids,
     inject_malformed_record,
@@ -100,6 +104,17 @@ TOPIC_COLUMNS = (
     ("user", 18),
     ("recipe", 6),
     ("trace id", 40),
+    ("age", 4),
+)
+#: Dead-letter rows drawn at once (the buffer keeps more).
+DEAD_LETTER_ROWS = 100
+#: The dead-letter table's columns and their widths: where it sits on the dead-letter
+#: topic, where the original record was (``partition/offset``), why, and its age.
+DEAD_LETTER_COLUMNS = (
+    ("p", 2),
+    ("offset", 7),
+    ("source", 12),
+    ("error", 23),
     ("age", 4),
 )
 #: Bot exchanges the chat log keeps.
@@ -241,6 +256,9 @@ class DashboardApp(App[int]):
         super().__init__()
         self.config = config
         self.records = RecordBuffer()
+        self.dead_letters = DeadLetterBuffer()
+        #: partition -> timestamp of its oldest record not yet committed (lag > 0)
+        self.lag_stamps: dict[int, datetime] = {}
         self.traces = TraceBook()
         self.lag_trend = LagTrend()
         self.lag_evaluator = LagEvaluator(window=10)
@@ -262,6 +280,9 @@ class DashboardApp(App[int]):
         self._topic_drawn_seen = 0
         #: the records the topic table shows, in its row order
         self._topic_shown: list[TopicRecord] = []
+        self._dead_letters_dirty = False
+        #: the dead letters the dead-letter table shows, in its row order
+        self._dead_letters_shown: list[DeadLetter] = []
         self._tables: dict[str, TableRows] = {}
         self._db_engine: Engine | None = None
         self._api: httpx.AsyncClient | None = None
@@ -298,6 +319,10 @@ class DashboardApp(App[int]):
             with Horizontal(id="command-row"):
                 yield Input("1001 Ada", id="user", placeholder="ID NAME")
                 yield Input(placeholder="/favorite add recipe:12", id="command")
+        with Vertical(id="dead-letters", classes="panel") as panel:
+            panel.border_title = "dead letters"
+            panel.border_subtitle = "none yet"
+            yield DataTable(id="dead-letters-table", cursor_type="row")
         with Vertical(id="favourites", classes="panel") as panel:
             panel.border_title = "favourites"
             yield DataTable(id="favourites-table", cursor_type="none")
@@ -322,6 +347,10 @@ class DashboardApp(App[int]):
         for label, width in TOPIC_COLUMNS:
             topic_table.add_column(label, width=width)
         self._tables["topic"] = TableRows(topic_table, update_width=False)
+        dead_table = self.query_one("#dead-letters-table", DataTable)
+        for label, width in DEAD_LETTER_COLUMNS:
+            dead_table.add_column(label, width=width)
+        self._tables["dead-letters"] = TableRows(dead_table, update_width=False)
         self._render_stack()
         self.connect()
 
@@ -431,6 +460,8 @@ class DashboardApp(App[int]):
         if self.records.extend(batch):
             self._topic_dirty = True
         self._topic_counts_dirty = True
+        if self.dead_letters.add_from(batch):
+            self._dead_letters_dirty = True
         for record in batch:
             self.traces.record_topic(record)
 
@@ -440,9 +471,13 @@ class DashboardApp(App[int]):
         from pipeline_core.lag import LagError, LagReader
 
         assert self.addresses is not None
+        bootstrap = self.addresses.kafka_bootstrap
         while not self._feeds_stop.is_set():
             try:
-                async with LagReader(self.addresses.kafka_bootstrap) as reader:
+                async with (
+                    LagReader(bootstrap) as reader,
+                    StampReader(bootstrap, self.config.topic) as stamps,
+                ):
                     while not self._feeds_stop.is_set():
                         try:
                             snapshot = await reader.read(
@@ -451,6 +486,9 @@ class DashboardApp(App[int]):
                         except LagError as exc:
                             self.lag_error = str(exc)
                         else:
+                            self.lag_stamps = await read_waiting_stamps(
+                                stamps, snapshot
+                            )
                             self._take_lag(snapshot)
                         self._render_lag()
                         await self._pause_feed(LAG_INTERVAL_S)
@@ -746,6 +784,17 @@ class DashboardApp(App[int]):
             self.select_trace(record.trace_id)
         self.push_screen(DetailScreen(f"record {partition}/{offset}", record.detail()))
 
+    @on(DataTable.RowSelected, "#dead-letters-table")
+    def _dead_letter_selected(self, event: DataTable.RowSelected) -> None:
+        index = TableRows.index_of(event.row_key)
+        if index >= len(self._dead_letters_shown):
+            return
+        letter = self._dead_letters_shown[index]
+        record = letter.record
+        title = f"dead letter {record.partition}/{record.offset}"
+        body = f"error: {letter.error or '(no dlq-error header)'}\n{record.detail()}"
+        self.push_screen(DetailScreen(title, body))
+
     def select_trace(self, trace_id: str) -> None:
         """Show the trace with that id in the trace panel."""
         self.selected_trace = trace_id
@@ -838,12 +887,12 @@ class DashboardApp(App[int]):
         now = datetime.now(UTC)
         rows: list[Row] = []
         for part in snapshot.partitions:
-            behind = time_behind(
-                part.committed,
-                part.end_offset,
-                partial(self.records.timestamp_at, self.config.topic, part.partition),
-                now,
-            )
+            stamp = self.lag_stamps.get(part.partition)
+            if stamp is None and part.committed is not None:
+                stamp = self.records.timestamp_at(
+                    self.config.topic, part.partition, part.committed
+                )
+            behind = behind_from_stamp(part.lag, stamp, now)
             verdict = verdicts.get(part.partition)
             rows.append(
                 (
@@ -871,6 +920,9 @@ class DashboardApp(App[int]):
             self._tables["topic"].show(
                 [topic_row(record, now) for record in self._topic_shown]
             )
+        if self._dead_letters_dirty:
+            self._dead_letters_dirty = False
+            self._render_dead_letters(now=datetime.now(UTC))
         if self._topic_counts_dirty:
             self._topic_counts_dirty = False
             subtitle = "paused" if self.records.paused else "live"
@@ -878,6 +930,19 @@ class DashboardApp(App[int]):
                 "topic",
                 f"{subtitle} · {len(self.records)} kept · {self.records.seen} seen",
             )
+
+    def _render_dead_letters(self, now: datetime) -> None:
+        self._dead_letters_shown = self.dead_letters.newest(DEAD_LETTER_ROWS)
+        self._tables["dead-letters"].show(
+            [
+                dead_letter_row(letter, self.config.topic, now)
+                for letter in self._dead_letters_shown
+            ]
+        )
+        self._set_panel_subtitle(
+            "dead-letters",
+            f"{len(self.dead_letters)} kept · {self.dead_letters.seen} seen",
+        )
 
     def _topic_flood_wait(self) -> bool:
         """Whether a flooded topic table waits for :data:`TOPIC_FLOOD_REDRAW_S`."""
@@ -959,3 +1024,41 @@ def topic_row(record: TopicRecord, now: datetime) -> tuple[str, ...]:
         record.trace_id or "",
         format_age(record.timestamp, now),
     )
+
+
+def dead_letter_row(letter: DeadLetter, topic: str, now: datetime) -> tuple[str, ...]:
+    """The dead-letter table's cells for one dead letter (``topic``: the source
+    topic the panel leaves out of the source cell)."""
+    record = letter.record
+    return (
+        str(record.partition),
+        str(record.offset),
+        letter.source(topic),
+        (letter.error or "(no dlq-error header)")[:200],
+        format_age(record.timestamp, now),
+    )
+
+
+async def read_waiting_stamps(
+    reader: StampReader, snapshot: LagSnapshot
+) -> dict[int, datetime]:
+    """The timestamp of each lagging partition's oldest waiting record.
+
+    That record is at ``end_offset - lag`` (the committed offset, or the start of
+    the log when the group never committed there). One bounded fetch per partition;
+    a failed read leaves the stamps unknown rather than stopping the lag feed.
+    """
+    from aiokafka.errors import KafkaError
+
+    waiting = {
+        part.partition: part.end_offset - part.lag
+        for part in snapshot.partitions
+        if part.lag > 0
+    }
+    if not waiting:
+        return {}
+    try:
+        return await reader.read(waiting)
+    except (KafkaError, TimeoutError) as exc:
+        logger.warning("could not read the waiting records' timestamps: %s", exc)
+        return {}

@@ -15,10 +15,18 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from consumer.service import (
+    DLQ_ERROR,
+    DLQ_SOURCE_OFFSET,
+    DLQ_SOURCE_PARTITION,
+    DLQ_SOURCE_TOPIC,
+)
 from pipeline_core.events import EventDecodeError, decode_event
 
 #: Records the topic panel keeps (older ones are dropped).
 TOPIC_BUFFER = 2_000
+#: Dead letters the dead-letter panel keeps.
+DEAD_LETTER_BUFFER = 500
 #: Traces the trace book keeps.
 TRACE_BOOK_SIZE = 500
 #: Lag totals the trend keeps.
@@ -135,6 +143,79 @@ def record_from_kafka(message: Any, *, dead_letter_topic: str) -> TopicRecord:
         event_id=str(event.event_id),
         occurred_at=event.occurred_at,
     )
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record of the dead-letter topic, with where it came from and why.
+
+    Attributes:
+        record: the record as read from ``<topic>.dlq``.
+        source_topic, source_partition, source_offset: where the consumer read the
+            original record (from the ``dlq-source-*`` headers; ``None`` when absent).
+        error: why the consumer could not store it (the ``dlq-error`` header).
+    """
+
+    record: TopicRecord
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    error: str | None
+
+    @classmethod
+    def from_record(cls, record: TopicRecord) -> DeadLetter:
+        """Read the consumer's ``dlq-*`` headers off a dead-letter record."""
+        headers = dict(record.headers)
+        return cls(
+            record=record,
+            source_topic=headers.get(DLQ_SOURCE_TOPIC),
+            source_partition=_int_or_none(headers.get(DLQ_SOURCE_PARTITION)),
+            source_offset=_int_or_none(headers.get(DLQ_SOURCE_OFFSET)),
+            error=headers.get(DLQ_ERROR),
+        )
+
+    def source(self, topic: str) -> str:
+        """``partition/offset`` of the original record, its topic first if not
+        ``topic``; ``?`` for what the headers do not say."""
+        partition = "?" if self.source_partition is None else self.source_partition
+        offset = "?" if self.source_offset is None else self.source_offset
+        where = f"{partition}/{offset}"
+        if self.source_topic is not None and self.source_topic == topic:
+            return where
+        return f"{self.source_topic or '?'} {where}"
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+class DeadLetterBuffer:
+    """The newest ``capacity`` dead letters, newest first when read."""
+
+    def __init__(self, capacity: int = DEAD_LETTER_BUFFER) -> None:
+        self._letters: deque[DeadLetter] = deque(maxlen=capacity)
+        self.capacity = capacity
+        self.seen = 0
+
+    def __len__(self) -> int:
+        return len(self._letters)
+
+    def add_from(self, records: Iterable[TopicRecord]) -> int:
+        """Keep the dead-letter records among ``records``; returns how many."""
+        added = 0
+        for record in records:
+            if record.dead_letter:
+                self._letters.append(DeadLetter.from_record(record))
+                added += 1
+        self.seen += added
+        return added
+
+    def newest(self, limit: int | None = None) -> list[DeadLetter]:
+        """The kept dead letters, newest first, at most ``limit``."""
+        return list(itertools.islice(reversed(self._letters), limit))
 
 
 def format_age(then: datetime, now: datetime) -> str:
@@ -411,6 +492,21 @@ def time_behind(
     if committed is None:
         return None
     stamp: datetime | None = timestamp_of(committed)
+    if stamp is None:
+        return None
+    return max(timedelta(0), now - stamp)
+
+
+def behind_from_stamp(
+    lag: int, stamp: datetime | None, now: datetime
+) -> timedelta | None:
+    """Time behind of a partition from the stamp of its oldest waiting record.
+
+    Zero when nothing waits (``lag`` 0); ``None`` when records wait but the stamp
+    is unknown; else ``now - stamp``, never negative.
+    """
+    if lag <= 0:
+        return timedelta(0)
     if stamp is None:
         return None
     return max(timedelta(0), now - stamp)

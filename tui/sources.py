@@ -39,6 +39,10 @@ TAIL_WAIT_MS = 300
 BURST_CONCURRENCY = 32
 #: Timeout of each HTTP call the dashboard makes, in seconds.
 HTTP_TIMEOUT_S = 5.0
+#: Longest wait for the records at the committed offsets, per lag poll, in seconds.
+STAMP_TIMEOUT_S = 2.0
+#: Bytes fetched per partition at most when reading a committed record's stamp.
+STAMP_FETCH_BYTES = 64 * 1024
 #: Bytes the "inject a malformed record" action writes: JSON cut short.
 MALFORMED_VALUE = b'{"event_id": "not-a-uuid", "type": "favorite.added", '
 
@@ -106,6 +110,105 @@ class TopicTail:
             )
         records.sort(key=lambda record: record.timestamp)
         return records
+
+
+class StampReader:
+    """Reads the timestamp of the record at a given offset of each partition.
+
+    It has its own consumer without a group (it commits nothing and moves no
+    pipeline offset). Each :meth:`read` makes at most one small fetch per partition
+    (``max_partition_fetch_bytes`` is :data:`STAMP_FETCH_BYTES`), bounded by
+    ``timeout_s``; between reads its partitions are paused, so it fetches nothing.
+    A stamp already read for the same offset is not fetched again.
+
+    Args:
+        bootstrap: the Kafka bootstrap servers.
+        topic: the topic whose records are read.
+        timeout_s: the longest a :meth:`read` waits for records.
+    """
+
+    def __init__(
+        self, bootstrap: str, topic: str, *, timeout_s: float = STAMP_TIMEOUT_S
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.timeout_s = timeout_s
+        self._consumer: Any = None
+        self._known: dict[int, tuple[int, datetime]] = {}
+
+    async def __aenter__(self) -> StampReader:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            client_id="recipe-pipeline-dashboard-stamps",
+            max_partition_fetch_bytes=STAMP_FETCH_BYTES,
+            request_timeout_ms=int(HTTP_TIMEOUT_S * 2000),
+        )
+        await asyncio.wait_for(consumer.start(), timeout=30)
+        self._consumer = consumer
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    async def read(self, offsets: dict[int, int]) -> dict[int, datetime]:
+        """The timestamps of the records at ``offsets`` (partition to offset).
+
+        A partition whose record did not arrive within the timeout (or whose
+        offset is past the end of its log) is left out.
+        """
+        from aiokafka import TopicPartition
+
+        if self._consumer is None:
+            raise RuntimeError("StampReader is not open; use it with 'async with'")
+        consumer = self._consumer
+        stamps: dict[int, datetime] = {}
+        wanted: dict[TopicPartition, int] = {}
+        for partition, offset in offsets.items():
+            known = self._known.get(partition)
+            if known is not None and known[0] == offset:
+                stamps[partition] = known[1]
+            else:
+                wanted[TopicPartition(self.topic, partition)] = offset
+        self._known = {p: k for p, k in self._known.items() if p in offsets}
+        if not wanted:
+            return stamps
+        assigned = {TopicPartition(self.topic, p) for p in offsets}
+        if consumer.assignment() != assigned:
+            consumer.assign(sorted(assigned))
+            consumer.pause(*assigned)
+        for tp, offset in wanted.items():
+            consumer.seek(tp, offset)
+        consumer.resume(*wanted)
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while wanted and (left := deadline - time.monotonic()) > 0:
+                batches = await consumer.getmany(
+                    *wanted, timeout_ms=int(left * 1000), max_records=len(wanted)
+                )
+                for tp, messages in batches.items():
+                    if tp not in wanted:
+                        continue
+                    found = [m for m in messages if m.offset >= wanted[tp]]
+                    if not found or found[0].timestamp < 0:
+                        continue
+                    stamp = datetime.fromtimestamp(found[0].timestamp / 1000, UTC)
+                    stamps[tp.partition] = stamp
+                    self._known[tp.partition] = (wanted.pop(tp), stamp)
+                    consumer.pause(tp)
+        finally:
+            consumer.pause(*assigned)
+        return stamps
 
 
 async def inject_malformed_record(bootstrap: str, topic: str) -> tuple[int, int]:

@@ -216,7 +216,7 @@ async def test_failing_backend_and_missing_tables_show_in_their_panels(
 async def test_layout_at_a_fixed_size(
     dashboard: tuple[RecordingDashboard, Pilot[int]],
 ) -> None:
-    """At 180x50 the six panels sit in their grid cells (a layout snapshot)."""
+    """At 180x50 the seven panels sit in their grid cells (a layout snapshot)."""
     app, _pilot = dashboard
 
     regions = {
@@ -227,6 +227,7 @@ async def test_layout_at_a_fixed_size(
             "trace",
             "topic",
             "bot",
+            "dead-letters",
             "favourites",
             "status-bar",
         )
@@ -238,7 +239,8 @@ async def test_layout_at_a_fixed_size(
         "lag": (60, 1, 60, 11),
         "trace": (120, 1, 60, 11),
         "topic": (0, 12, 180, 24),
-        "bot": (0, 36, 120, 12),
+        "bot": (0, 36, 60, 12),
+        "dead-letters": (60, 36, 60, 12),
         "favourites": (120, 36, 60, 12),
         "status-bar": (0, 48, 180, 1),
     }

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import DataTable, Input
 
 from pipeline_core.lag import LagStatus
 from pipeline_core.stack import ComponentState, StackConfig
@@ -141,6 +141,34 @@ async def test_a_slash_command_shows_in_every_panel(
     )
     assert app.selected_trace == trace_id
     assert app.failure is None
+
+
+async def test_a_malformed_record_shows_in_the_dead_letter_panel_with_its_error(
+    dashboard: tuple[RecordingDashboard, Pilot[int]],
+) -> None:
+    """m injects a record the consumer cannot decode; the consumer dead-letters it
+    and the dead-letter panel shows it with its source position and error."""
+    app, pilot = dashboard
+
+    await pilot.press("m")
+
+    await until(
+        pilot,
+        lambda: app.query_one("#dead-letters-table", DataTable).row_count == 1,
+        "a row in the dead-letter panel",
+    )
+    table = app.query_one("#dead-letters-table", DataTable)
+    _p, _offset, source, error, _age = (str(cell) for cell in table.get_row_at(0))
+    letter = app.dead_letters.newest()[0]
+    assert letter.source_topic == app.config.topic
+    assert source == f"{letter.source_partition}/{letter.source_offset}"
+    assert "schema-v1" in error
+    injected = [
+        m
+        for m in app.handled
+        if isinstance(m, DashboardApp.ActionDone) and m.action == "inject"
+    ]
+    assert injected[-1].detail.endswith(source)
 
 
 async def test_quitting_leaves_no_child_process(

@@ -12,10 +12,13 @@ from aiokafka.structs import ConsumerRecord
 from pipeline_core.events import EventType, FavoriteEvent, encode_event
 from tui.model import (
     HOP_NAMES,
+    DeadLetter,
+    DeadLetterBuffer,
     LagTrend,
     RecordBuffer,
     TopicRecord,
     TraceBook,
+    behind_from_stamp,
     describe_behind,
     format_age,
     format_latency,
@@ -261,6 +264,71 @@ def test_time_behind_is_the_age_of_the_oldest_waiting_record() -> None:
     assert time_behind(None, 15, stamps.get, T0) is None
     assert describe_behind(None) == "?"
     assert describe_behind(timedelta(seconds=1.25)) == "1.2 s"
+
+
+def test_behind_from_stamp_is_zero_unknown_or_the_waiting_records_age() -> None:
+    """No lag: zero; lag without a stamp: unknown; else now minus the stamp, >= 0."""
+    now = T0 + timedelta(seconds=4)
+
+    assert behind_from_stamp(0, None, now) == timedelta(0)
+    assert behind_from_stamp(3, None, now) is None
+    assert behind_from_stamp(3, T0, now) == timedelta(seconds=4)
+    assert behind_from_stamp(3, now + timedelta(seconds=1), now) == timedelta(0)
+
+
+def dead_letter_record(
+    offset: int, headers: tuple[tuple[str, str], ...]
+) -> TopicRecord:
+    return topic_record(
+        offset, topic="favs.dlq", dead_letter=True, error="bad", headers=headers
+    )
+
+
+def test_a_dead_letter_reads_its_source_and_error_from_the_headers() -> None:
+    """The consumer's dlq-* headers give the source position and the error."""
+    record = dead_letter_record(
+        3,
+        (
+            ("dlq-source-topic", "favs"),
+            ("dlq-source-partition", "2"),
+            ("dlq-source-offset", "41"),
+            ("dlq-error", "not a schema-v1 event"),
+        ),
+    )
+
+    letter = DeadLetter.from_record(record)
+
+    assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
+        "favs",
+        2,
+        41,
+    )
+    assert letter.error == "not a schema-v1 event"
+    assert letter.source("favs") == "2/41"
+    assert letter.source("other") == "favs 2/41"
+
+
+def test_a_dead_letter_without_headers_says_what_is_unknown() -> None:
+    """Missing or unreadable dlq-* headers become None and '?' in the source."""
+    letter = DeadLetter.from_record(
+        dead_letter_record(3, (("dlq-source-partition", "x"),))
+    )
+
+    assert letter.error is None
+    assert letter.source("favs") == "? ?/?"
+
+
+def test_the_dead_letter_buffer_keeps_only_the_newest_dead_letters() -> None:
+    """Only records of the dead-letter topic are kept, at most ``capacity``."""
+    letters = DeadLetterBuffer(capacity=2)
+
+    added = letters.add_from(
+        [topic_record(0), *(dead_letter_record(n, ()) for n in range(1, 4))]
+    )
+
+    assert added == 3
+    assert letters.seen == 3
+    assert [letter.record.offset for letter in letters.newest()] == [3, 2]
 
 
 @pytest.mark.parametrize(
