@@ -5,8 +5,8 @@ Each batch goes through these steps, in this order:
 1. ``getmany`` returns up to ``max_records`` records of the partitions this member
    owns;
 2. each record is decoded; the ones that do not decode are produced to
-   ``<topic>.dlq`` with :data:`DLQ_HEADERS` and the producer's acknowledgement is
-   awaited;
+   ``<topic>.dlq`` with :data:`pipeline_core.events.DLQ_HEADERS` and the
+   producer's acknowledgement is awaited;
 3. the decoded events are applied in one database transaction, in a worker thread
    (:class:`consumer.store.FavoriteStore`);
 4. the offsets after the batch are committed, only for partitions still assigned.
@@ -48,16 +48,16 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from consumer.metrics import ConsumerMetrics
 from consumer.store import BatchResult, FavoriteStore, StoredRecord
-from pipeline_core.events import EventDecodeError, decode_event
+from pipeline_core.events import (
+    DLQ_ERROR,
+    DLQ_SOURCE_OFFSET,
+    DLQ_SOURCE_PARTITION,
+    DLQ_SOURCE_TOPIC,
+    EventDecodeError,
+    decode_event,
+)
 
 logger = logging.getLogger(__name__)
-
-#: Headers a dead letter carries besides the original record's own headers.
-DLQ_SOURCE_TOPIC = "dlq-source-topic"
-DLQ_SOURCE_PARTITION = "dlq-source-partition"
-DLQ_SOURCE_OFFSET = "dlq-source-offset"
-DLQ_ERROR = "dlq-error"
-DLQ_HEADERS = (DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET, DLQ_ERROR)
 
 #: Bounds on waiting for the broker.
 START_TIMEOUT_S = 30.0

@@ -28,6 +28,14 @@ TraceId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{8,64}$")]
 
 TRACE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
+#: Headers a dead letter on ``<topic>.dlq`` carries besides the original record's own:
+#: where the record came from and why it could not be applied.
+DLQ_SOURCE_TOPIC = "dlq-source-topic"
+DLQ_SOURCE_PARTITION = "dlq-source-partition"
+DLQ_SOURCE_OFFSET = "dlq-source-offset"
+DLQ_ERROR = "dlq-error"
+DLQ_HEADERS = (DLQ_SOURCE_TOPIC, DLQ_SOURCE_PARTITION, DLQ_SOURCE_OFFSET, DLQ_ERROR)
+
 
 class EventType(StrEnum):
     """What happened to a favourite."""

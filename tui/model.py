@@ -9,19 +9,20 @@ from __future__ import annotations
 import itertools
 import json
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from consumer.service import (
+from pipeline_core.events import (
     DLQ_ERROR,
     DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
+    EventDecodeError,
+    decode_event,
 )
-from pipeline_core.events import EventDecodeError, decode_event
 
 #: Records the topic panel keeps (older ones are dropped).
 TOPIC_BUFFER = 2_000
@@ -473,28 +474,6 @@ class LagTrend:
     def values(self) -> list[float]:
         """The totals as floats, oldest first."""
         return [float(point) for point in self.points]
-
-
-def time_behind(
-    committed: int | None,
-    end_offset: int,
-    timestamp_of: Callable[[int], datetime | None],
-    now: datetime,
-) -> timedelta | None:
-    """How far a partition's consumer is behind, in time.
-
-    It is the age of the oldest record not yet committed (the one at ``committed``),
-    when that record's timestamp is known to ``timestamp_of(offset)``; zero when
-    nothing waits; ``None`` when unknown.
-    """
-    if committed is not None and committed >= end_offset:
-        return timedelta(0)
-    if committed is None:
-        return None
-    stamp: datetime | None = timestamp_of(committed)
-    if stamp is None:
-        return None
-    return max(timedelta(0), now - stamp)
 
 
 def behind_from_stamp(

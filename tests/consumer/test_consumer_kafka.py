@@ -12,13 +12,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
-from consumer.service import (
+from pipeline_core.events import (
     DLQ_ERROR,
     DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION,
     DLQ_SOURCE_TOPIC,
+    EventType,
+    FavoriteEvent,
+    header_value,
 )
-from pipeline_core.events import EventType, FavoriteEvent, header_value
 from pipeline_core.storage import AppliedEvent, Favorite, make_engine
 from tests.consumer.conftest import (
     Pipeline,
