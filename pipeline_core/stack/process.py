@@ -28,7 +28,6 @@ import contextlib
 import ctypes
 import json
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -424,8 +423,3 @@ def environment_for(base: Mapping[str, str], **values: str | None) -> dict[str, 
             env[key] = value
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
-
-
-def current_environment() -> dict[str, str]:
-    """A copy of this process's environment."""
-    return dict(os.environ)
